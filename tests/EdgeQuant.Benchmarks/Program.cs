@@ -1,0 +1,2 @@
+// Placeholder until benchmarks land.
+return 0;

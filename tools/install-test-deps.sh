@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages the tests compare against. Installed only when missing, so a warm machine pays nothing.
+set -euo pipefail
+pkgs=()
+need() { dpkg -s "$1" >/dev/null 2>&1 || pkgs+=("$1"); }
+# (added by the issues that need them: libonnx-testdata, python3-onnx, chromium, ...)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "installing Debian packages: ${pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
