@@ -1,0 +1,146 @@
+using System.Globalization;
+using EdgeQuant.Cli.Framework;
+using EdgeQuant.Cli.Framework.Progress;
+using EdgeQuant.Core.Errors;
+using EdgeQuant.Core.Tensors;
+using EdgeQuant.Models;
+using Spectre.Console;
+
+namespace EdgeQuant.Cli.Commands.Inspect;
+
+/// <summary>Loads a model and reports what it holds, as tables or as one JSON document.</summary>
+public sealed class InspectCommand(CliContext context, InspectOptions options) : ICliCommand
+{
+    public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        if (options.TokenizerPath is { } tok && !File.Exists(tok))
+            throw new BadInputException($"{tok}: no such tokenizer file (--tokenizer)");
+
+        using var model = context.LoadModel(options.ModelPath, options.TokenizerPath);
+        if (options.TokenizerPath is not null && model.Provenance.Format != ModelFormat.Llama2c)
+            await context.Console.Error.WriteLineAsync($"{CliApp.Name}: warning: --tokenizer applies to llama2.c checkpoints only; ignored for {model.Provenance.Format}");
+
+        (TensorStatistics? Stats, string? Error)[]? stats = null;
+        if (options.Stats)
+        {
+            stats = await context.CreateProgress().Run(
+                (progress, ct) => TensorStatisticsCalculator.Compute(model.Tensors, progress, ct), cancellationToken);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+
+        var report = BuildReport(model, stats);
+        if (options.Json) JsonOutput.Write(context.Console.Out, report);
+        else Render(context.CreateOutputRenderer(), report, options.Stats);
+        return ExitCodes.Ok;
+    }
+
+    public static InspectReport BuildReport(Model model, (TensorStatistics? Stats, string? Error)[]? stats)
+    {
+        var tensors = model.Tensors.Select((t, i) => new TensorReport(
+            t.Name, t.SourceName, t.Shape, TensorTypes.Get(t.Type).Name, t.ElementCount, t.ByteLength,
+            stats?[i].Stats, stats?[i].Error)).ToList();
+        var perDtype = model.Tensors
+            .GroupBy(t => t.Type)
+            .Select(g => new DtypeReport(TensorTypes.Get(g.Key).Name, g.Count(), g.Sum(t => t.ElementCount), g.Sum(t => t.ByteLength)))
+            .OrderByDescending(d => d.Bytes).ThenBy(d => d.Dtype, StringComparer.Ordinal)
+            .ToList();
+        var tok = model.Tokenizer is { } td
+            ? new TokenizerReport(td.Kind, td.Pre, td.Tokens.Count, td.Merges?.Count, td.BosId, td.EosId, td.UnknownId, td.SourcePath)
+            : null;
+        return new InspectReport(
+            model.Provenance.SourcePath, model.Provenance.Format, model.Config.Architecture, model.Config.SourceArchitecture,
+            HyperparametersReport.From(model.Config), model.ParameterCount, tensors.Sum(t => t.Bytes), tensors.Count,
+            perDtype, tok, tensors);
+    }
+
+    private static void Render(IAnsiConsole console, InspectReport r, bool withStats)
+    {
+        var h = r.Hyperparameters;
+        var summary = new Grid().AddColumn(new GridColumn().NoWrap()).AddColumn();
+        void Row(string key, string value) => summary.AddRow(new Text(key), new Text(value));
+        Row("Model", r.Path);
+        Row("Format", FormatName(r.Format));
+        Row("Architecture", $"{r.Architecture.ToString().ToLowerInvariant()} ({r.SourceArchitecture})");
+        Row("Parameters", $"{Count(r.ParameterCount)} ({Si(r.ParameterCount)})");
+        Row("Tensors", $"{r.TensorCount}, {Bytes(r.TensorBytes)}");
+        Row("Tokenizer", r.Tokenizer is { } tk
+            ? $"{tk.Kind}{(tk.Pre is null ? "" : $" ({tk.Pre})")}, {Count(tk.Size)} tokens" +
+              (tk.MergeCount is { } m ? $", {Count(m)} merges" : "") +
+              (tk.BosId is { } b ? $", bos {b}" : "") + (tk.EosId is { } e ? $", eos {e}" : "")
+            : "none");
+        console.Write(summary);
+        console.WriteLine();
+
+        var hp = new Table().Title("Hyperparameters").AddColumn("name").AddColumn(new TableColumn("value").RightAligned());
+        void Hp(string name, object value) => hp.AddRow(new Text(name), new Text(Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""));
+        Hp("vocab_size", h.VocabSize);
+        Hp("embedding_length", h.EmbeddingLength);
+        Hp("block_count", h.BlockCount);
+        Hp("head_count", h.HeadCount);
+        Hp("head_count_kv", h.HeadCountKv);
+        Hp("head_dim", h.HeadDim);
+        Hp("feed_forward_length", h.FeedForwardLength);
+        Hp("context_length", h.ContextLength);
+        Hp("rope_theta", h.RopeTheta);
+        Hp("norm_epsilon", h.NormEpsilon);
+        Hp("tied_embeddings", h.TiedEmbeddings ? "yes" : "no");
+        Hp("attention_bias", h.AttentionBias ? "yes" : "no");
+        console.Write(hp);
+
+        var dt = new Table().Title("Bytes per dtype").AddColumn("dtype").AddColumn(new TableColumn("tensors").RightAligned())
+            .AddColumn(new TableColumn("parameters").RightAligned()).AddColumn(new TableColumn("bytes").RightAligned())
+            .AddColumn(new TableColumn("share").RightAligned());
+        foreach (var d in r.BytesPerDtype)
+            dt.AddRow(d.Dtype, Count(d.TensorCount), Count(d.Elements), Bytes(d.Bytes),
+                r.TensorBytes == 0 ? "-" : (d.Bytes / (double)r.TensorBytes).ToString("P1", CultureInfo.InvariantCulture));
+        console.Write(dt);
+
+        var tt = new Table().Title("Tensors").AddColumn("name").AddColumn("shape").AddColumn("dtype")
+            .AddColumn(new TableColumn("bytes").RightAligned());
+        if (withStats)
+            foreach (var c in new[] { "min", "max", "mean", "std", "sparsity" })
+                tt.AddColumn(new TableColumn(c).RightAligned());
+        foreach (var t in r.Tensors)
+        {
+            var cells = new List<string> { t.Name, "[" + string.Join(", ", t.Shape) + "]", t.Dtype, Count(t.Bytes) };
+            if (withStats)
+            {
+                if (t.Stats is { } s)
+                    cells.AddRange([Num(s.Min), Num(s.Max), Num(s.Mean), Num(s.Std), s.Sparsity.ToString("P2", CultureInfo.InvariantCulture)]);
+                else
+                    cells.AddRange(["-", "-", "-", "-", t.StatsError ?? "-"]);
+            }
+            tt.AddRow(cells.Select(c => new Text(c)).ToArray());
+        }
+        console.Write(tt);
+    }
+
+    private static string FormatName(ModelFormat f) => f switch
+    {
+        ModelFormat.Gguf => "GGUF",
+        ModelFormat.HuggingFace => "Hugging Face (safetensors)",
+        ModelFormat.Llama2c => "llama2.c checkpoint",
+        _ => f.ToString(),
+    };
+
+    private static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Num(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
+
+    private static string Si(long n) => n switch
+    {
+        >= 1_000_000_000 => (n / 1e9).ToString("0.##", CultureInfo.InvariantCulture) + " B",
+        >= 1_000_000 => (n / 1e6).ToString("0.##", CultureInfo.InvariantCulture) + " M",
+        >= 1_000 => (n / 1e3).ToString("0.##", CultureInfo.InvariantCulture) + " K",
+        _ => n.ToString(CultureInfo.InvariantCulture),
+    };
+
+    internal static string Bytes(long n)
+    {
+        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        double v = n;
+        var u = 0;
+        while (v >= 1024 && u < units.Length - 1) { v /= 1024; u++; }
+        return u == 0 ? $"{n} B" : $"{v.ToString("0.##", CultureInfo.InvariantCulture)} {units[u]} ({Count(n)} bytes)";
+    }
+}

@@ -1,0 +1,16 @@
+using System.CommandLine;
+using EdgeQuant.Cli.Commands.Inspect;
+
+namespace EdgeQuant.Cli.Framework;
+
+/// <summary>
+/// Every command of <c>edgequant</c>, one line each, in the order <c>--help</c> lists them. A new command adds its
+/// folder under Commands/ and one line here.
+/// </summary>
+public static class CommandCatalog
+{
+    public static IReadOnlyList<Func<CliContext, Command>> All { get; } =
+    [
+        context => new InspectCommandDefinition(context),
+    ];
+}
