@@ -1,0 +1,21 @@
+namespace EdgeQuant.Models.Engine;
+
+/// <summary>How <see cref="ReferenceEngine"/> runs.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Worker threads for matrix products and attention (default: every core).</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>
+    /// Most tokens pushed through the layers at once. Longer inputs are split into micro-batches of this size, which
+    /// bounds activation memory (≈ MaxBatch × (4·n_embd + 3·n_ff) floats) without changing results beyond rounding:
+    /// causal attention over the KV cache makes the split invisible. 512 is llama.cpp's default n_ubatch.
+    /// </summary>
+    public int MaxBatch { get; init; } = 512;
+
+    internal void Validate()
+    {
+        if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "at least one thread");
+        if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, "at least one token per batch");
+    }
+}
