@@ -60,7 +60,8 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
         void Row(string key, string value) => summary.AddRow(new Text(key), new Text(value));
         Row("Model", r.Path);
         Row("Format", FormatName(r.Format));
-        Row("Architecture", $"{r.Architecture.ToString().ToLowerInvariant()} ({r.SourceArchitecture})");
+        var arch = r.Architecture.ToString().ToLowerInvariant();
+        Row("Architecture", arch == r.SourceArchitecture ? arch : $"{arch} ({r.SourceArchitecture})");
         Row("Parameters", $"{Count(r.ParameterCount)} ({Si(r.ParameterCount)})");
         Row("Tensors", $"{r.TensorCount}, {Bytes(r.TensorBytes)}");
         Row("Tokenizer", r.Tokenizer is { } tk
@@ -71,7 +72,7 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
         console.Write(summary);
         console.WriteLine();
 
-        var hp = new Table().Title("Hyperparameters").AddColumn("name").AddColumn(new TableColumn("value").RightAligned());
+        var hp = NewTable(console).Title("Hyperparameters").AddColumn("name").AddColumn(new TableColumn("value").RightAligned());
         void Hp(string name, object value) => hp.AddRow(new Text(name), new Text(Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""));
         Hp("vocab_size", h.VocabSize);
         Hp("embedding_length", h.EmbeddingLength);
@@ -87,7 +88,7 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
         Hp("attention_bias", h.AttentionBias ? "yes" : "no");
         console.Write(hp);
 
-        var dt = new Table().Title("Bytes per dtype").AddColumn("dtype").AddColumn(new TableColumn("tensors").RightAligned())
+        var dt = NewTable(console).Title("Bytes per dtype").AddColumn("dtype").AddColumn(new TableColumn("tensors").RightAligned())
             .AddColumn(new TableColumn("parameters").RightAligned()).AddColumn(new TableColumn("bytes").RightAligned())
             .AddColumn(new TableColumn("share").RightAligned());
         foreach (var d in r.BytesPerDtype)
@@ -95,10 +96,12 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
                 r.TensorBytes == 0 ? "-" : (d.Bytes / (double)r.TensorBytes).ToString("P1", CultureInfo.InvariantCulture));
         console.Write(dt);
 
-        var tt = new Table().Title("Tensors").AddColumn("name").AddColumn("shape").AddColumn("dtype")
+        var tt = NewTable(console).Title("Tensors").AddColumn("name").AddColumn("shape").AddColumn("dtype")
             .AddColumn(new TableColumn("bytes").RightAligned());
+        // The non-finite column appears only when there is something to show, to keep the common table narrow.
+        var showNonFinite = withStats && r.Tensors.Any(t => t.Stats is { NonFinite: > 0 });
         if (withStats)
-            foreach (var c in new[] { "min", "max", "mean", "std", "sparsity" })
+            foreach (var c in showNonFinite ? ["min", "max", "mean", "std", "sparsity", "nan/inf"] : new[] { "min", "max", "mean", "std", "sparsity" })
                 tt.AddColumn(new TableColumn(c).RightAligned());
         foreach (var t in r.Tensors)
         {
@@ -108,12 +111,17 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
                 if (t.Stats is { } s)
                     cells.AddRange([Num(s.Min), Num(s.Max), Num(s.Mean), Num(s.Std), s.Sparsity.ToString("P2", CultureInfo.InvariantCulture)]);
                 else
-                    cells.AddRange(["-", "-", "-", "-", t.StatsError ?? "-"]);
+                    cells.AddRange(["n/a", "n/a", "n/a", "n/a", "n/a"]);
+                if (showNonFinite) cells.Add(t.Stats is { } s2 ? Count(s2.NonFinite) : "");
             }
             tt.AddRow(cells.Select(c => new Text(c)).ToArray());
         }
         console.Write(tt);
     }
+
+    /// <summary>Box-drawing borders in a terminal, ASCII when redirected (logs and CI consoles mangle box characters).</summary>
+    private static Table NewTable(IAnsiConsole console) =>
+        new Table().Border(console.Profile.Capabilities.Unicode ? TableBorder.Rounded : TableBorder.Ascii);
 
     private static string FormatName(ModelFormat f) => f switch
     {
