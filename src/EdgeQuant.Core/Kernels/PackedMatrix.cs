@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+
+namespace EdgeQuant.Core.Kernels;
+
+/// <summary>
+/// A weight matrix W [N x K] (out x in, row-major, y = x·Wᵀ) rearranged once into the GEMM's B panels: panel p holds,
+/// for k = 0..K-1, the Nr values W[p·Nr + j, k] contiguously (zero beyond N). Weights are reused by every forward
+/// pass, so the transpose-and-pack cost is paid at load instead of per call; the same layout also streams perfectly
+/// for the one-token GEMV. The layout depends on the SIMD width of this process, so it is not a file format.
+/// </summary>
+public sealed unsafe class PackedMatrix
+{
+    private readonly float[] buffer;
+    private readonly int offset;
+
+    private PackedMatrix(int n, int k, GemmKernelKind kind)
+    {
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "must not be negative");
+        if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, "must not be negative");
+        Kernel = GemmKernel.For(kind);
+        N = n;
+        K = k;
+        Panels = (n + Kernel.Nr - 1) / Kernel.Nr;
+        long length = (long)Panels * Kernel.Nr * k;
+        if (length > Array.MaxLength - 16) throw new ArgumentOutOfRangeException(nameof(n), $"{n} x {k} is too large to pack in one array");
+        // Pinned so the kernels can hold raw pointers; 16 floats of slack to start on a 64-byte (cache line) boundary.
+        buffer = GC.AllocateUninitializedArray<float>((int)length + 16, pinned: true);
+        nint address = (nint)Unsafe.AsPointer(ref buffer[0]);
+        offset = (int)(((64 - (address & 63)) & 63) / sizeof(float));
+    }
+
+    /// <summary>Output features (rows of W).</summary>
+    public int N { get; }
+
+    /// <summary>Input features (columns of W).</summary>
+    public int K { get; }
+
+    internal int Panels { get; }
+
+    internal GemmKernel Kernel { get; }
+
+    internal float* Data => (float*)Unsafe.AsPointer(ref buffer[offset]);
+
+    /// <summary>Packs W [n x k] row-major (the layout GGUF/safetensors store linear weights in).</summary>
+    public static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int threads = 0) =>
+        FromWeights(weights, n, k, threads, GemmKernel.Best);
+
+    /// <summary>Packs B [k x n] row-major, for y = x·B (GPT-2's Conv1D layout, or activations as the right factor).</summary>
+    public static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n) => FromKByN(b, k, n, GemmKernel.Best);
+
+    internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int threads, GemmKernelKind kind) =>
+        FromWeights(weights, n, k, k, threads, kind);
+
+    internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int ldw, int threads, GemmKernelKind kind)
+    {
+        var packed = new PackedMatrix(n, k, kind);
+        if (ldw < k) throw new ArgumentOutOfRangeException(nameof(ldw), ldw, $"row stride below the row length {k}");
+        Sgemm.CheckStrided(weights.Length, n, k, ldw, nameof(weights));
+        if (n == 0 || k == 0) return packed;
+        fixed (float* w = weights)
+        {
+            int parts = Sgemm.Parts(threads, packed.Panels, (long)n * k, 1 << 16);
+            KernelThreadPool.Run(new PackWeightsJob(packed, w, ldw, parts), parts);
+        }
+        return packed;
+    }
+
+    internal static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n, GemmKernelKind kind)
+    {
+        var packed = new PackedMatrix(n, k, kind);
+        Sgemm.CheckStrided(b.Length, k, n, n, nameof(b));
+        int nr = packed.Kernel.Nr;
+        float* dst = packed.Data;
+        for (int p = 0; p < packed.Panels; p++)
+        {
+            int n0 = p * nr, cols = Math.Min(nr, n - n0);
+            float* panel = dst + (long)p * k * nr;
+            for (int kk = 0; kk < k; kk++)
+            {
+                Span<float> row = new(panel + (long)kk * nr, nr);
+                b.Slice(kk * n + n0, cols).CopyTo(row);
+                row[cols..].Clear();
+            }
+        }
+        return packed;
+    }
+
+    /// <summary>
+    /// Transposing pack, one panel per step. Within a panel it walks k in chunks of 64 so the chunk's destination
+    /// (64 x Nr floats = 8 KiB) stays in L1 while Nr source rows are read sequentially.
+    /// </summary>
+    private sealed class PackWeightsJob(PackedMatrix packed, float* w, int ldw, int parts) : IParallelWork
+    {
+        private const int KChunk = 64;
+
+        public void Execute(int part)
+        {
+            Sgemm.Split(packed.Panels, parts, part, out int p0, out int p1);
+            int nr = packed.Kernel.Nr, n = packed.N, k = packed.K;
+            for (int p = p0; p < p1; p++)
+            {
+                float* panel = packed.Data + (long)p * k * nr;
+                int n0 = p * nr, cols = Math.Min(nr, n - n0);
+                for (int k0 = 0; k0 < k; k0 += KChunk)
+                {
+                    int kc = Math.Min(KChunk, k - k0);
+                    for (int j = 0; j < cols; j++)
+                    {
+                        float* src = w + (long)(n0 + j) * ldw + k0;
+                        float* dst = panel + (long)k0 * nr + j;
+                        for (int kk = 0; kk < kc; kk++) dst[kk * nr] = src[kk];
+                    }
+                    for (int j = cols; j < nr; j++)
+                    {
+                        float* dst = panel + (long)k0 * nr + j;
+                        for (int kk = 0; kk < kc; kk++) dst[kk * nr] = 0;
+                    }
+                }
+            }
+        }
+    }
+}
