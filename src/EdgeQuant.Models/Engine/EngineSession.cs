@@ -1,6 +1,6 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 using EdgeQuant.Core.Errors;
+using EdgeQuant.Core.Kernels;
 
 namespace EdgeQuant.Models.Engine;
 
@@ -16,9 +16,10 @@ public sealed class EngineSession
     private readonly EngineWeights _w;
     private readonly KvCache _cache;
     private readonly int _batch;
-    private readonly float[] _x, _h, _q, _k, _v, _att, _gate, _up, _hookCopy, _rows;
+    private readonly float[] _x, _h, _q, _k, _v, _att, _gate, _up, _hookCopy, _rows, _scores, _headOut;
     private readonly float[]? _qkv;
-    private readonly float[] _cos, _sin;
+    private readonly int[] _positions;
+    private readonly RopeTable? _rope;
 
     internal EngineSession(ReferenceEngine engine, int capacity)
     {
@@ -40,8 +41,13 @@ public sealed class EngineSession
         _up = new float[_batch * ff];
         _hookCopy = new float[_batch * d];
         if (_w.Blocks.Any(b => b.Qkv is not null)) _qkv = new float[_batch * (qDim + 2 * kvDim)];
-        _cos = new float[_batch * c.HeadDim / 2];
-        _sin = new float[_batch * c.HeadDim / 2];
+        _scores = new float[(long)_batch * capacity];
+        _headOut = new float[_batch * c.HeadDim];
+        _positions = new int[_batch];
+        // ggml's angle recurrence, so positions far into the context rotate exactly as llama.cpp rotates them.
+        if (_w.Rope != RopeStyle.None)
+            _rope = new RopeTable(c.HeadDim, capacity, c.RopeTheta,
+                _w.Rope == RopeStyle.Interleaved ? RopeLayout.Interleaved : RopeLayout.RotateHalf, RopeAngles.GgmlRecurrence);
     }
 
     /// <summary>Positions the KV cache holds at most.</summary>
@@ -145,7 +151,7 @@ public sealed class EngineSession
             _w.TokenEmbedding.AsSpan(tokens[i] * d, d).CopyTo(x.Slice(i * d, d));
             if (_w.PositionEmbedding is { } pe) TensorPrimitives.Add(x.Slice(i * d, d), pe.AsSpan((p0 + i) * d, d), x.Slice(i * d, d));
         }
-        if (_w.Rope != RopeStyle.None) EngineMath.RopeTable(p0, n, hd, c.RopeTheta, _cos, _sin);
+        for (int i = 0; i < n; i++) _positions[i] = p0 + i;
 
         for (int l = 0; l < _w.Blocks.Length; l++)
         {
@@ -175,16 +181,10 @@ public sealed class EngineSession
                 Linear(h, n, blk.V!, v, hooks, shared: true);
             }
 
-            if (_w.Rope != RopeStyle.None)
+            if (_rope is not null)
             {
-                int half = hd / 2;
-                for (int i = 0; i < n; i++)
-                {
-                    var cs = _cos.AsSpan(i * half, half);
-                    var sn = _sin.AsSpan(i * half, half);
-                    for (int hh = 0; hh < c.HeadCount; hh++) EngineMath.Rope(q.Slice(i * qDim + hh * hd, hd), cs, sn, _w.Rope);
-                    for (int hh = 0; hh < c.HeadCountKv; hh++) EngineMath.Rope(k.Slice(i * kvDim + hh * hd, hd), cs, sn, _w.Rope);
-                }
+                Rope.Apply(q, n, c.HeadCount, hd, _positions, _rope);
+                Rope.Apply(k, n, c.HeadCountKv, hd, _positions, _rope);
             }
 
             for (int g = 0; g < c.HeadCountKv; g++)
@@ -200,8 +200,7 @@ public sealed class EngineSession
 
             var att = _att.AsSpan(0, n * qDim);
             Attention(l, n, p0, q, att, threads);
-            Linear(att, n, blk.O, h, hooks, shared: false);
-            TensorPrimitives.Add(x, h, x);
+            Linear(att, n, blk.O, x, hooks, shared: false, residual: true);
 
             Normalize(x, n, blk.FfnNorm, h);
             var up = _up.AsSpan(0, n * ff);
@@ -218,8 +217,7 @@ public sealed class EngineSession
                 Linear(h, n, blk.Up, up, hooks, shared: false);
                 EngineMath.GeluTanh(up);
             }
-            Linear(up, n, blk.Down, h, hooks, shared: false);
-            TensorPrimitives.Add(x, h, x);
+            Linear(up, n, blk.Down, x, hooks, shared: false, residual: true);
         }
 
         int m = outRows.Length;
@@ -240,7 +238,7 @@ public sealed class EngineSession
     /// <summary>
     /// Runs the hooks on the layer's input (on a private copy when the input feeds several layers), then the product.
     /// </summary>
-    private void Linear(Span<float> input, int rows, LinearWeight w, Span<float> output, ILinearInputHook[] hooks, bool shared)
+    private void Linear(Span<float> input, int rows, LinearWeight w, Span<float> output, ILinearInputHook[] hooks, bool shared, bool residual = false)
     {
         var a = input[..(rows * w.In)];
         if (hooks.Length > 0)
@@ -253,60 +251,31 @@ public sealed class EngineSession
             }
             foreach (var hook in hooks) hook.OnInput(w.Name, a, rows, w.In);
         }
-        EngineMath.Linear(a, rows, w, output, _engine.Options.Threads);
+        EngineMath.Linear(a, rows, w, output, _engine.Options.Threads, accumulate: residual);
     }
 
     /// <summary>
-    /// Causal multi-head attention of the n new queries over the p0 + n cached keys; query head h reads KV head
-    /// h / (n_head / n_head_kv). Work items (head, query) are split evenly across threads.
+    /// Causal multi-head attention of the n new queries over the p0 + n cached positions, one head at a time as two
+    /// GEMMs: scores = Q_h·K_gᵀ, masked softmax, out = P·V_g, where query head h reads KV head g = h / (n_head / n_head_kv).
+    /// The masked upper triangle is computed and discarded: it costs ≤ 2× on a step that is a few percent of the FLOPs,
+    /// and keeps every product a dense, threaded GEMM.
     /// </summary>
     private void Attention(int block, int n, int p0, ReadOnlySpan<float> q, Span<float> att, int threads)
     {
         var c = _w.Config;
-        int hd = c.HeadDim, nh = c.HeadCount, group = c.HeadCount / c.HeadCountKv, qDim = _w.QDim;
+        int hd = c.HeadDim, group = c.HeadCount / c.HeadCountKv, qDim = _w.QDim, t = p0 + n;
         float scale = 1f / MathF.Sqrt(hd);
-        long items = (long)nh * n;
-        long work = items * (p0 + n) * hd;
-        int parts = work < (1 << 16) ? 1 : (int)Math.Min(threads, items);
-        float[] kArr = _cache.KeyArray(block), vArr = _cache.ValueArray(block);
-        int cap = _cache.Capacity;
-        unsafe
+        var scores = _scores.AsSpan(0, n * t);
+        var headOut = _headOut.AsSpan(0, n * hd);
+        for (int head = 0; head < c.HeadCount; head++)
         {
-            fixed (float* pq = q, pa = att)
-            {
-                nint Q = (nint)pq, A = (nint)pa;
-                EngineMath.Parallel(parts, part =>
-                {
-                    long i0 = items * part / parts, i1 = items * (part + 1) / parts;
-                    var scores = ArrayPool<float>.Shared.Rent(p0 + n);
-                    try
-                    {
-                        var qAll = new ReadOnlySpan<float>((float*)Q, n * qDim);
-                        var aAll = new Span<float>((float*)A, n * qDim);
-                        for (long item = i0; item < i1; item++)
-                        {
-                            int head = (int)(item / n), i = (int)(item % n);
-                            int kvHead = head / group, t = p0 + i + 1;
-                            var qi = qAll.Slice(i * qDim + head * hd, hd);
-                            var keys = kArr.AsSpan(kvHead * cap * hd, t * hd);
-                            var values = vArr.AsSpan(kvHead * cap * hd, t * hd);
-                            var s = scores.AsSpan(0, t);
-                            for (int j = 0; j < t; j++) s[j] = TensorPrimitives.Dot(qi, keys.Slice(j * hd, hd)) * scale;
-                            float max = TensorPrimitives.Max(s);
-                            TensorPrimitives.Subtract(s, max, s);
-                            TensorPrimitives.Exp(s, s);
-                            float inv = 1f / TensorPrimitives.Sum(s);
-                            var o = aAll.Slice(i * qDim + head * hd, hd);
-                            o.Clear();
-                            for (int j = 0; j < t; j++) TensorPrimitives.MultiplyAdd(values.Slice(j * hd, hd), s[j] * inv, o, o);
-                        }
-                    }
-                    finally
-                    {
-                        ArrayPool<float>.Shared.Return(scores);
-                    }
-                });
-            }
+            int g = head / group;
+            var keys = _cache.Keys(block, g)[..(t * hd)];
+            var values = _cache.Values(block, g)[..(t * hd)];
+            Sgemm.MultiplyTransposedB(q[(head * hd)..], qDim, keys, hd, scores, t, n, t, hd, threads: threads);
+            Softmax.ApplyCausal(scores, n, t, p0, scale);
+            Sgemm.Multiply(scores, values, headOut, n, hd, t, threads: threads);
+            for (int i = 0; i < n; i++) headOut.Slice(i * hd, hd).CopyTo(att.Slice(i * qDim + head * hd, hd));
         }
     }
 }

@@ -1,4 +1,5 @@
 using EdgeQuant.Core.Errors;
+using EdgeQuant.Core.Kernels;
 
 namespace EdgeQuant.Models.Engine;
 
@@ -15,14 +16,17 @@ internal enum RopeStyle
     RotateHalf,
 }
 
-/// <summary>A linear layer y = x·Wᵀ + b with W stored [Out, In] row-major in F32.</summary>
-internal sealed class LinearWeight(string name, int outFeatures, int inFeatures, float[] weight, float[]? bias)
+/// <summary>
+/// A linear layer y = x·Wᵀ + b. W [Out, In] is packed once into the GEMM's panel layout (the only copy kept), since
+/// every forward pass re-reads it.
+/// </summary>
+internal sealed class LinearWeight(string name, PackedMatrix weight, float[]? bias)
 {
     /// <summary>Hook name: the GGUF tensor name without ".weight".</summary>
     public string Name { get; } = name;
-    public int Out { get; } = outFeatures;
-    public int In { get; } = inFeatures;
-    public float[] Weight { get; } = weight;
+    public int Out => Weight.N;
+    public int In => Weight.K;
+    public PackedMatrix Weight { get; } = weight;
     public float[]? Bias { get; } = bias;
 }
 
@@ -75,7 +79,7 @@ internal sealed class EngineWeights
     public int QDim => Config.HeadCount * Config.HeadDim;
     public int KvDim => Config.HeadCountKv * Config.HeadDim;
 
-    public static EngineWeights Load(Model model, CancellationToken ct)
+    public static EngineWeights Load(Model model, int threads, CancellationToken ct)
     {
         var c = model.Config;
         var src = model.Provenance.SourcePath;
@@ -104,23 +108,23 @@ internal sealed class EngineWeights
             blocks[l] = new BlockWeights
             {
                 AttnNorm = Norm(model, p + "attn_norm", d, gpt2),
-                Qkv = fused ? Linear(model, p + "attn_qkv", qDim + 2 * kvDim, d) : null,
-                Q = fused ? null : Linear(model, p + "attn_q", qDim, d),
-                K = fused ? null : Linear(model, p + "attn_k", kvDim, d),
-                V = fused ? null : Linear(model, p + "attn_v", kvDim, d),
-                O = Linear(model, p + "attn_output", d, qDim),
+                Qkv = fused ? Linear(model, threads, p + "attn_qkv", qDim + 2 * kvDim, d) : null,
+                Q = fused ? null : Linear(model, threads, p + "attn_q", qDim, d),
+                K = fused ? null : Linear(model, threads, p + "attn_k", kvDim, d),
+                V = fused ? null : Linear(model, threads, p + "attn_v", kvDim, d),
+                O = Linear(model, threads, p + "attn_output", d, qDim),
                 FfnNorm = Norm(model, p + "ffn_norm", d, gpt2),
-                Gate = gpt2 ? null : Linear(model, p + "ffn_gate", ff, d),
-                Up = Linear(model, p + "ffn_up", ff, d),
-                Down = Linear(model, p + "ffn_down", d, ff),
+                Gate = gpt2 ? null : Linear(model, threads, p + "ffn_gate", ff, d),
+                Up = Linear(model, threads, p + "ffn_up", ff, d),
+                Down = Linear(model, threads, p + "ffn_down", d, ff),
             };
         }
 
         var outputNorm = Norm(model, "output_norm", d, gpt2);
         var outTensor = c.TiedEmbeddings ? null : model.Find("output.weight");
         var output = outTensor is null
-            ? new LinearWeight("output", c.VocabSize, d, tokenEmbd, OptionalBias(model, "output", c.VocabSize))
-            : Linear(model, "output", c.VocabSize, d);
+            ? new LinearWeight("output", PackedMatrix.FromWeights(tokenEmbd, c.VocabSize, d, threads), OptionalBias(model, "output", c.VocabSize))
+            : Linear(model, threads, "output", c.VocabSize, d);
 
         return new EngineWeights
         {
@@ -166,8 +170,9 @@ internal sealed class EngineWeights
         return t.ToFloat32();
     }
 
-    private static LinearWeight Linear(Model model, string layer, int outFeatures, int inFeatures) =>
-        new(layer, outFeatures, inFeatures, Read(model, layer + ".weight", [outFeatures, inFeatures]), OptionalBias(model, layer, outFeatures));
+    private static LinearWeight Linear(Model model, int threads, string layer, int outFeatures, int inFeatures) =>
+        new(layer, PackedMatrix.FromWeights(Read(model, layer + ".weight", [outFeatures, inFeatures]), outFeatures, inFeatures, threads),
+            OptionalBias(model, layer, outFeatures));
 
     private static float[]? OptionalBias(Model model, string layer, int length) =>
         model.Find(layer + ".bias") is null ? null : Read(model, layer + ".bias", [length]);

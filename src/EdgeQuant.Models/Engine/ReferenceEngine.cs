@@ -53,7 +53,7 @@ public sealed class ReferenceEngine
         ArgumentNullException.ThrowIfNull(model);
         options ??= new EngineOptions();
         options.Validate();
-        return new ReferenceEngine(EngineWeights.Load(model, cancellationToken), options);
+        return new ReferenceEngine(EngineWeights.Load(model, options.Threads, cancellationToken), options);
     }
 
     /// <summary>A fresh session whose KV cache holds <paramref name="capacity"/> positions.</summary>
