@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using EdgeQuant.Core.Tensors;
 
 namespace EdgeQuant.Core.Quantization;
@@ -14,7 +15,7 @@ public static class Dequantize
         switch (type)
         {
             case TensorType.F32:
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
+                MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
                 return;
             case TensorType.F16:
                 HalfConversions.F16ToF32(src[..(dst.Length * 2)], dst);
@@ -22,9 +23,27 @@ public static class Dequantize
             case TensorType.BF16:
                 HalfConversions.BF16ToF32(src[..(dst.Length * 2)], dst);
                 return;
+            case TensorType.Q4_0: Q4_0.DequantizeRow(Blocks<BlockQ4_0>(type, src, dst.Length), dst); return;
+            case TensorType.Q4_1: Q4_1.DequantizeRow(Blocks<BlockQ4_1>(type, src, dst.Length), dst); return;
+            case TensorType.Q5_0: Q5_0.DequantizeRow(Blocks<BlockQ5_0>(type, src, dst.Length), dst); return;
+            case TensorType.Q5_1: Q5_1.DequantizeRow(Blocks<BlockQ5_1>(type, src, dst.Length), dst); return;
+            case TensorType.Q8_0: Q8_0.DequantizeRow(Blocks<BlockQ8_0>(type, src, dst.Length), dst); return;
+            case TensorType.Q2_K: Q2_K.DequantizeRow(Blocks<BlockQ2_K>(type, src, dst.Length), dst); return;
+            case TensorType.Q3_K: Q3_K.DequantizeRow(Blocks<BlockQ3_K>(type, src, dst.Length), dst); return;
+            case TensorType.Q4_K: Q4_K.DequantizeRow(Blocks<BlockQ4_K>(type, src, dst.Length), dst); return;
+            case TensorType.Q5_K: Q5_K.DequantizeRow(Blocks<BlockQ5_K>(type, src, dst.Length), dst); return;
+            case TensorType.Q6_K: Q6_K.DequantizeRow(Blocks<BlockQ6_K>(type, src, dst.Length), dst); return;
+            case TensorType.Q8_K: Q8_K.DequantizeRow(Blocks<BlockQ8_K>(type, src, dst.Length), dst); return;
             default:
-                // TODO(gguf helper): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K.
-                throw new NotSupportedException($"dequantizing {type} is not implemented");
+                throw new NotSupportedException($"dequantizing {TensorTypes.Get(type).Name} is not implemented");
         }
+    }
+
+    private static unsafe ReadOnlySpan<T> Blocks<T>(TensorType type, ReadOnlySpan<byte> src, int elements) where T : unmanaged
+    {
+        var info = TensorTypes.Get(type);
+        // The struct and the type table must agree; a mismatch is a bug here, not bad input.
+        if (sizeof(T) != info.BlockBytes) throw new InvalidOperationException($"{typeof(T).Name} is {sizeof(T)} bytes, the {info.Name} table entry says {info.BlockBytes}");
+        return QuantGuard.Blocks<T>(src, elements, info.BlockSize, info.BlockBytes);
     }
 }
