@@ -124,28 +124,36 @@ public sealed class PreTokenizer
 
     /// <summary>Every <c>tokenizer.ggml.pre</c> name this implementation knows.</summary>
     public static IEnumerable<string> KnownNames =>
-        Llama3Names.Concat(Gpt2Names).Concat(Qwen2Names).Concat(StarcoderNames).Concat(Llama3RegexNoIgnoreMerges)
-            .Concat(["default", "deepseek-llm", "deepseek-coder", "falcon", "poro-chat", "bloom", "gpt3-finnish", "viking"]);
+        ((string[])["gpt-2", "llama-bpe", "qwen2", "starcoder", "deepseek-llm", "deepseek-coder", "falcon", "default"]).Concat(Llama3Names.Concat(Gpt2Names).Concat(Qwen2Names).Concat(StarcoderNames).Concat(Llama3RegexNoIgnoreMerges)
+            .Concat(["poro-chat", "bloom", "gpt3-finnish", "viking"])).Distinct();
+
+    /// <summary>The regexes llama.cpp runs for a <c>tokenizer.ggml.pre</c> name, in order, or null for an unknown name.</summary>
+    public static IReadOnlyList<string>? PatternsFor(string name)
+    {
+        if (Llama3Names.Contains(name) || Llama3RegexNoIgnoreMerges.Contains(name)) return [Llama3Regex];
+        if (Gpt2Names.Contains(name)) return [Gpt2Regex];
+        if (Qwen2Names.Contains(name)) return [Qwen2Regex];
+        if (StarcoderNames.Contains(name)) return StarcoderRegexes;
+        return name switch
+        {
+            "default" => DefaultRegexes,
+            "deepseek-llm" => DeepseekLlmRegexes,
+            "deepseek-coder" => DeepseekCoderRegexes,
+            "falcon" => FalconRegexes,
+            "poro-chat" or "bloom" or "gpt3-finnish" => BloomRegexes,
+            "viking" => VikingRegexes,
+            _ => null,
+        };
+    }
 
     /// <summary>The pre-tokenizer llama.cpp uses for a byte-level BPE vocabulary with this <c>tokenizer.ggml.pre</c>.</summary>
     public static PreTokenizer ForName(string? pre, string source)
     {
         var name = string.IsNullOrEmpty(pre) ? "default" : pre;
-        if (Llama3Names.Contains(name)) return new(name, [new Llama3Split(Llama3Regex, maxDigits: 3)], ignoreMerges: true, addBos: true);
-        if (Gpt2Names.Contains(name)) return new(name, [new Gpt2Split()]);
-        if (Qwen2Names.Contains(name)) return new(name, [new Llama3Split(Qwen2Regex, maxDigits: 1)]);
-        if (StarcoderNames.Contains(name)) return new(name, MakeRules(StarcoderRegexes));
-        if (Llama3RegexNoIgnoreMerges.Contains(name)) return new(name, [new Llama3Split(Llama3Regex, maxDigits: 3)]);
-        return name switch
-        {
-            "default" => new(name, MakeRules(DefaultRegexes)),
-            "deepseek-llm" => new(name, MakeRules(DeepseekLlmRegexes)),
-            "deepseek-coder" => new(name, MakeRules(DeepseekCoderRegexes)),
-            "falcon" => new(name, MakeRules(FalconRegexes)),
-            "poro-chat" or "bloom" or "gpt3-finnish" => new(name, MakeRules(BloomRegexes)),
-            "viking" => new(name, MakeRules(VikingRegexes)),
-            _ => throw new BadInputException($"{source}: tokenizer.ggml.pre: unknown pre-tokenizer type '{name}' (known: {string.Join(", ", KnownNames.Order(StringComparer.Ordinal))})"),
-        };
+        var patterns = PatternsFor(name)
+            ?? throw new BadInputException($"{source}: tokenizer.ggml.pre: unknown pre-tokenizer type '{name}' (known: {string.Join(", ", KnownNames.Order(StringComparer.Ordinal))})");
+        bool llama3 = Llama3Names.Contains(name);
+        return new(name, MakeRules(patterns), ignoreMerges: llama3, addBos: llama3);
     }
 
     /// <summary>A pre-tokenizer from regex patterns as llama.cpp would run them (hand-written fast paths where llama.cpp has them).</summary>
@@ -403,6 +411,8 @@ internal sealed class StdRegexSplit : SplitRule
     private readonly bool _collapsed;
     private readonly List<(int Lo, int Hi)> _astralRanges = [];
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Regex> Compiled = new(StringComparer.Ordinal);
+
     public StdRegexSplit(string pattern)
     {
         _pattern = pattern;
@@ -410,7 +420,7 @@ internal sealed class StdRegexSplit : SplitRule
         string dotnet = _collapsed ? Collapse(pattern) : MapAstral(pattern);
         try
         {
-            _regex = new Regex(dotnet, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+            _regex = Compiled.GetOrAdd(dotnet, static p => new Regex(p, RegexOptions.CultureInvariant | RegexOptions.Compiled));
         }
         catch (ArgumentException e)
         {
