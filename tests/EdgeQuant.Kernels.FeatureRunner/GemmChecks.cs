@@ -15,7 +15,7 @@ public static unsafe partial class KernelChecks
     /// order (blocked, FMA or not) is γ_K·Σ|a||b| with γ_K = K·u/(1−K·u) (Higham, Accuracy and Stability, §3.1).
     /// A wrong index, a dropped or doubled panel, changes an element by ~|a||b|, far above that bound.
     /// </summary>
-    internal static (double[] C, double[] Bound) GemmRef(float[] a, int lda, float[] b, bool bTransposed, int ldb, int m, int n, int k, float[]? c0, int ldc)
+    public static (double[] C, double[] Bound) GemmRef(float[] a, int lda, float[] b, bool bTransposed, int ldb, int m, int n, int k, float[]? c0, int ldc)
     {
         var c = new double[m * n];
         var bound = new double[m * n];
@@ -38,7 +38,7 @@ public static unsafe partial class KernelChecks
         return (c, bound);
     }
 
-    internal static void CompareGemm(string what, (double[] C, double[] Bound) expected, float[] c, int m, int n, int ldc)
+    public static void CompareGemm(string what, (double[] C, double[] Bound) expected, float[] c, int m, int n, int ldc)
     {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)

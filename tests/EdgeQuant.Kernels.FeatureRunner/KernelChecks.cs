@@ -276,7 +276,7 @@ public static unsafe partial class KernelChecks
                 {
                     foreach (int extra in new[] { 0, 3 })
                     {
-                        const int tokens = 3, heads = 2, maxPos = 300;
+                        const int tokens = 3, heads = 2, maxPos = 64;
                         int headSize = dims + extra;
                         var table = new RopeTable(dims, maxPos, 10000f, layout, mode);
                         int[] positions = [0, 7, maxPos - 1];

@@ -20,7 +20,9 @@ public static class KernelThreadPool
     // More workers than this is surely a mistake in a thread-count argument, not a real machine.
     private const int MaxWorkers = 255;
 
-    private static readonly object Gate = new();
+    // 1 while a job owns the workers. A flag rather than a Monitor because a Monitor is re-entrant: a part running on
+    // the calling thread that starts a nested job would "acquire" it again and hijack workers that are still busy.
+    private static int busy;
     private static readonly ManualResetEventSlim Done = new(false, SpinCount);
     private static Worker[] workers = [];
     private static int pending;
@@ -43,7 +45,7 @@ public static class KernelThreadPool
             return;
         }
         if (parts - 1 > MaxWorkers) throw new ArgumentOutOfRangeException(nameof(parts), parts, $"at most {MaxWorkers + 1} parts");
-        if (!Monitor.TryEnter(Gate))
+        if (Interlocked.CompareExchange(ref busy, 1, 0) != 0)
         {
             for (int p = 0; p < parts; p++) work.Execute(p);
             return;
@@ -69,7 +71,7 @@ public static class KernelThreadPool
         }
         finally
         {
-            Monitor.Exit(Gate);
+            Volatile.Write(ref busy, 0);
         }
     }
 
