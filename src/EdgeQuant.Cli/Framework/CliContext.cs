@@ -52,4 +52,18 @@ public sealed class CliContext
     /// <summary>A Spectre console over stdout for tables (plain ASCII, no colours, fixed width when redirected).</summary>
     public Spectre.Console.IAnsiConsole CreateOutputRenderer() =>
         ConsoleRendering.Create(Console.Out, Console.IsOutputTerminal, Console.TerminalWidth);
+
+    /// <summary>
+    /// Renders with Spectre into a buffer and writes it to stdout without the trailing spaces Spectre pads grids
+    /// with, so piped output diffs cleanly.
+    /// </summary>
+    public void WriteRendered(Action<Spectre.Console.IAnsiConsole> render)
+    {
+        var buffer = new StringWriter();
+        render(ConsoleRendering.Create(buffer, Console.IsOutputTerminal, Console.TerminalWidth));
+        var lines = buffer.ToString().Split('\n');
+        var count = lines[^1].Length == 0 ? lines.Length - 1 : lines.Length;
+        for (var i = 0; i < count; i++) Console.Out.WriteLine(lines[i].TrimEnd());
+        Console.Out.Flush();
+    }
 }

@@ -30,16 +30,20 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
 
         var report = BuildReport(model, stats);
         if (options.Json) JsonOutput.Write(context.Console.Out, report);
-        else Render(context.CreateOutputRenderer(), report, options.Stats);
+        else context.WriteRendered(console => Render(console, report, options.Stats));
         return ExitCodes.Ok;
     }
 
     public static InspectReport BuildReport(Model model, (TensorStatistics? Stats, string? Error)[]? stats)
     {
+        var aliasOf = StorageAliases.Find(model.Tensors);
         var tensors = model.Tensors.Select((t, i) => new TensorReport(
             t.Name, t.SourceName, t.Shape, TensorTypes.Get(t.Type).Name, t.ElementCount, t.ByteLength,
-            stats?[i].Stats, stats?[i].Error)).ToList();
-        var perDtype = model.Tensors
+            stats?[i].Stats, stats?[i].Error, aliasOf[i] is { } a ? model.Tensors[a].Name : null)).ToList();
+        // Counts and bytes are over stored data: a tensor aliasing another's bytes (llama2.c's shared classifier)
+        // is listed but not counted twice.
+        var stored = model.Tensors.Where((_, i) => aliasOf[i] is null).ToList();
+        var perDtype = stored
             .GroupBy(t => t.Type)
             .Select(g => new DtypeReport(TensorTypes.Get(g.Key).Name, g.Count(), g.Sum(t => t.ElementCount), g.Sum(t => t.ByteLength)))
             .OrderByDescending(d => d.Bytes).ThenBy(d => d.Dtype, StringComparer.Ordinal)
@@ -49,8 +53,8 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
             : null;
         return new InspectReport(
             model.Provenance.SourcePath, model.Provenance.Format, model.Config.Architecture, model.Config.SourceArchitecture,
-            HyperparametersReport.From(model.Config), model.ParameterCount, tensors.Sum(t => t.Bytes), tensors.Count,
-            perDtype, tok, tensors);
+            HyperparametersReport.From(model.Config), stored.Sum(t => t.ElementCount), stored.Sum(t => t.ByteLength),
+            tensors.Count, perDtype, tok, tensors);
     }
 
     private static void Render(IAnsiConsole console, InspectReport r, bool withStats)
@@ -63,7 +67,8 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
         var arch = r.Architecture.ToString().ToLowerInvariant();
         Row("Architecture", arch == r.SourceArchitecture ? arch : $"{arch} ({r.SourceArchitecture})");
         Row("Parameters", $"{Count(r.ParameterCount)} ({Si(r.ParameterCount)})");
-        Row("Tensors", $"{r.TensorCount}, {Bytes(r.TensorBytes)}");
+        var aliases = r.Tensors.Where(t => t.AliasOf is not null).Select(t => $"{t.Name} = {t.AliasOf}").ToList();
+        Row("Tensors", $"{r.TensorCount}, {Bytes(r.TensorBytes)}" + (aliases.Count == 0 ? "" : $"; sharing storage: {string.Join(", ", aliases)}"));
         Row("Tokenizer", r.Tokenizer is { } tk
             ? $"{tk.Kind}{(tk.Pre is null ? "" : $" ({tk.Pre})")}, {Count(tk.Size)} tokens" +
               (tk.MergeCount is { } m ? $", {Count(m)} merges" : "") +

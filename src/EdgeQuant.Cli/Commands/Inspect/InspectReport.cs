@@ -9,7 +9,7 @@ public sealed record InspectReport(
     Architecture Architecture,
     string SourceArchitecture,
     HyperparametersReport Hyperparameters,
-    long ParameterCount,
+    long ParameterCount, // unique stored parameters: aliases (tensors sharing bytes) count once
     long TensorBytes,
     int TensorCount,
     IReadOnlyList<DtypeReport> BytesPerDtype,
@@ -48,7 +48,10 @@ public sealed record TokenizerReport(
     int? UnknownId,
     string SourcePath);
 
-/// <summary>One tensor: canonical (GGUF-spelled) name, its name in the file, canonical shape (outermost first).</summary>
+/// <summary>
+/// One tensor: canonical (GGUF-spelled) name, its name in the file, canonical shape (outermost first), and the tensor
+/// whose stored bytes it shares, if any (then it is not counted in parameter_count / tensor_bytes).
+/// </summary>
 public sealed record TensorReport(
     string Name,
     string SourceName,
@@ -57,7 +60,8 @@ public sealed record TensorReport(
     long Elements,
     long Bytes,
     TensorStatistics? Stats,
-    string? StatsError);
+    string? StatsError,
+    string? AliasOf);
 
 /// <summary>
 /// Over all elements, as F32. <see cref="Std"/> is the population standard deviation (numpy's default, ddof=0);
