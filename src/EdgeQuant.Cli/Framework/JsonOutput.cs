@@ -37,3 +37,16 @@ public static class JsonOutput
         return o;
     }
 }
+
+/// <summary>
+/// Writes a short list of integers on one line (<c>[512, 64]</c>) inside indented JSON: shapes and id lists read
+/// better that way, and a 48-tensor report stays a screenful. Reads any JSON array of integers.
+/// </summary>
+public sealed class CompactInt64ListConverter : JsonConverter<IReadOnlyList<long>>
+{
+    public override IReadOnlyList<long> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        JsonSerializer.Deserialize<long[]>(ref reader) ?? [];
+
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<long> value, JsonSerializerOptions options) =>
+        writer.WriteRawValue("[" + string.Join(", ", value.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]", skipInputValidation: true);
+}

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+using EdgeQuant.Cli.Framework;
 using EdgeQuant.Models;
 
 namespace EdgeQuant.Cli.Commands.Inspect;
@@ -55,7 +57,7 @@ public sealed record TokenizerReport(
 public sealed record TensorReport(
     string Name,
     string SourceName,
-    IReadOnlyList<long> Shape,
+    [property: JsonConverter(typeof(CompactInt64ListConverter))] IReadOnlyList<long> Shape,
     string Dtype,
     long Elements,
     long Bytes,
