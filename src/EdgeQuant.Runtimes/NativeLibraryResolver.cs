@@ -29,19 +29,19 @@ public sealed class NativeLibraryResolver
 
     /// <param name="environmentValue">The value of <c>EDGEQUANT_RUNTIMES</c> (null or empty: unset).</param>
     /// <param name="probeRoots">Folders whose ancestors are searched for <c>runtimes/&lt;rid&gt;/native</c>, in order.</param>
-    /// <param name="rid">The runtime identifier; null means this process's (<see cref="RuntimeIdentifiers.Current"/>).</param>
+    /// <param name="rid">The runtime identifier whose folders are searched (usually <see cref="RuntimeIdentifiers.Current"/>); null: an unsupported platform.</param>
     /// <param name="searchSystem">Whether to fall back to the system loader's search.</param>
-    public NativeLibraryResolver(string? environmentValue, IReadOnlyList<string> probeRoots, string? rid = null, bool searchSystem = true)
+    public NativeLibraryResolver(string? environmentValue, IReadOnlyList<string> probeRoots, string? rid, bool searchSystem = true)
     {
         _environmentValue = string.IsNullOrWhiteSpace(environmentValue) ? null : environmentValue;
         _probeRoots = probeRoots;
-        Rid = rid ?? RuntimeIdentifiers.Current;
+        Rid = rid;
         _searchSystem = searchSystem;
     }
 
     /// <summary>The resolver for this process: the environment variable, the app folder, the working folder, the system.</summary>
     public static NativeLibraryResolver Default =>
-        new(Environment.GetEnvironmentVariable(EnvironmentVariable), [AppContext.BaseDirectory, Environment.CurrentDirectory]);
+        new(Environment.GetEnvironmentVariable(EnvironmentVariable), [AppContext.BaseDirectory, Environment.CurrentDirectory], RuntimeIdentifiers.Current);
 
     /// <summary>The RID whose <c>runtimes/&lt;rid&gt;/native</c> folders are searched; null on an unsupported platform.</summary>
     public string? Rid { get; }
