@@ -65,6 +65,18 @@ public unsafe struct BlockQ8_0
 }
 
 /// <summary>
+/// Q8_1: 32 signed bytes times an f16 scale, plus the f16 of scale times their sum (used by ggml's dot products as the
+/// activation side of Q4_1/Q5_1, not stored in model files). 36 bytes, 9 bits per weight.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public unsafe struct BlockQ8_1
+{
+    public Half D;
+    public Half S;
+    public fixed sbyte Qs[32];
+}
+
+/// <summary>
 /// Q2_K: 256 weights in 16 groups of 16; 2-bit values; each group has a 4-bit scale and 4-bit min, both scaled by
 /// the f16 super-block scale and min. 84 bytes, 2.625 bits per weight.
 /// </summary>

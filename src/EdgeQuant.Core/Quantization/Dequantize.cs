@@ -23,6 +23,13 @@ public static class Dequantize
             case TensorType.BF16:
                 HalfConversions.BF16ToF32(src[..(dst.Length * 2)], dst);
                 return;
+            case TensorType.F64: Convert(MemoryMarshal.Cast<byte, double>(src), dst); return;
+            case TensorType.I8: Convert(MemoryMarshal.Cast<byte, sbyte>(src), dst); return;
+            case TensorType.U8 or TensorType.Bool: Convert(src, dst); return;
+            case TensorType.I16: Convert(MemoryMarshal.Cast<byte, short>(src), dst); return;
+            case TensorType.I32: Convert(MemoryMarshal.Cast<byte, int>(src), dst); return;
+            case TensorType.I64: Convert(MemoryMarshal.Cast<byte, long>(src), dst); return;
+            case TensorType.Q8_1: Q8_1.DequantizeRow(Blocks<BlockQ8_1>(type, src, dst.Length), dst); return;
             case TensorType.Q4_0: Q4_0.DequantizeRow(Blocks<BlockQ4_0>(type, src, dst.Length), dst); return;
             case TensorType.Q4_1: Q4_1.DequantizeRow(Blocks<BlockQ4_1>(type, src, dst.Length), dst); return;
             case TensorType.Q5_0: Q5_0.DequantizeRow(Blocks<BlockQ5_0>(type, src, dst.Length), dst); return;
@@ -37,6 +44,13 @@ public static class Dequantize
             default:
                 throw new NotSupportedException($"dequantizing {TensorTypes.Get(type).Name} is not implemented");
         }
+    }
+
+    /// <summary>Integer and F64 tensors (rare in models: position ids, masks) widened or narrowed to F32 one by one.</summary>
+    private static void Convert<T>(ReadOnlySpan<T> src, Span<float> dst) where T : unmanaged, System.Numerics.INumberBase<T>
+    {
+        if (src.Length < dst.Length) throw new ArgumentException($"{dst.Length} elements need {dst.Length} values, got {src.Length}");
+        for (int i = 0; i < dst.Length; i++) dst[i] = float.CreateTruncating(src[i]);
     }
 
     private static unsafe ReadOnlySpan<T> Blocks<T>(TensorType type, ReadOnlySpan<byte> src, int elements) where T : unmanaged

@@ -160,6 +160,26 @@ public static unsafe partial class Q8_0
     }
 }
 
+/// <summary>Q8_1 (see <see cref="BlockQ8_1"/>); the stored sum is not needed to dequantize.</summary>
+public static unsafe partial class Q8_1
+{
+    public static void DequantizeRow(ReadOnlySpan<BlockQ8_1> src, Span<float> dst)
+    {
+        QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK);
+        fixed (BlockQ8_1* bp = src)
+        fixed (float* yp = dst)
+        {
+            for (int i = 0; i < src.Length; i++)
+            {
+                var b = bp + i;
+                float d = (float)b->D;
+                float* y = yp + i * QuantBlocks.QK;
+                for (int j = 0; j < 32; j++) y[j] = b->Qs[j] * d;
+            }
+        }
+    }
+}
+
 /// <summary>Widening helpers shared by the vector paths.</summary>
 internal static unsafe class Nibbles
 {

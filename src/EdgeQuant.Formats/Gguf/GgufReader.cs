@@ -32,6 +32,7 @@ public static class GgufReader
 
     private sealed class Parser(MappedFile file)
     {
+        private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
         private readonly ByteCursor _c = new(file);
         private string PathName => file.Path;
 
@@ -234,7 +235,7 @@ public static class GgufReader
             if (elementType == GgufValueType.String)
             {
                 var strings = new string[n];
-                for (int i = 0; i < n; i++) strings[i] = ReadString($"{field}[{i}]", GgufConstants.MaxStringBytes);
+                for (int i = 0; i < n; i++) strings[i] = ReadString(field, GgufConstants.MaxStringBytes, i);
                 return GgufValue.Array(strings);
             }
             var arrays = new GgufValue[n];
@@ -242,16 +243,34 @@ public static class GgufReader
             return GgufValue.ArrayOfArrays(arrays);
         }
 
-        private string ReadString(string field, long maxBytes)
+        /// <summary>
+        /// Reads a length-prefixed UTF-8 string. <paramref name="index"/> ≥ 0 means element <paramref name="index"/> of
+        /// the array <paramref name="field"/>; the field name is only formatted when there is an error, because
+        /// vocabularies hold hundreds of thousands of strings.
+        /// </summary>
+        private string ReadString(string field, long maxBytes, long index = -1)
         {
             long at = _c.Position;
-            ulong length = _c.ReadU64(field + " length");
+            if (_c.Remaining < 8)
+                GgufThrow.Format(PathName, Name(field, index) + " length", at, $"needs 8 bytes but only {_c.Remaining} remain (truncated?)");
+            ulong length = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(_c.Take(8, field));
             if (length > (ulong)maxBytes)
-                GgufThrow.Format(PathName, field + " length", at, $"string length {length} exceeds the limit of {maxBytes} bytes");
+                GgufThrow.Format(PathName, Name(field, index) + " length", at, $"string length {length} exceeds the limit of {maxBytes} bytes");
             if ((long)length > _c.Remaining)
-                GgufThrow.Format(PathName, field + " length", at, $"string length {length} runs past the end of the file ({_c.Remaining} bytes remain)");
-            return _c.ReadUtf8((long)length, field, maxBytes);
+                GgufThrow.Format(PathName, Name(field, index) + " length", at, $"string length {length} runs past the end of the file ({_c.Remaining} bytes remain)");
+            long start = _c.Position;
+            var bytes = _c.Take((int)length, field);
+            try
+            {
+                return StrictUtf8.GetString(bytes);
+            }
+            catch (System.Text.DecoderFallbackException e)
+            {
+                return GgufThrow.Format<string>(PathName, Name(field, index), start + Math.Max(0, e.Index), "invalid UTF-8");
+            }
         }
+
+        private static string Name(string field, long index) => index < 0 ? field : $"{field}[{index}]";
 
         private void CheckCount(ulong count, long cap, int minBytesEach, string field, long at)
         {

@@ -17,6 +17,7 @@ public class BlockLayoutTests
             (TensorType.Q5_0, Unsafe.SizeOf<BlockQ5_0>()),
             (TensorType.Q5_1, Unsafe.SizeOf<BlockQ5_1>()),
             (TensorType.Q8_0, Unsafe.SizeOf<BlockQ8_0>()),
+            (TensorType.Q8_1, Unsafe.SizeOf<BlockQ8_1>()),
             (TensorType.Q2_K, Unsafe.SizeOf<BlockQ2_K>()),
             (TensorType.Q3_K, Unsafe.SizeOf<BlockQ3_K>()),
             (TensorType.Q4_K, Unsafe.SizeOf<BlockQ4_K>()),
@@ -24,7 +25,7 @@ public class BlockLayoutTests
             (TensorType.Q6_K, Unsafe.SizeOf<BlockQ6_K>()),
             (TensorType.Q8_K, Unsafe.SizeOf<BlockQ8_K>()),
         ];
-        int[] ggml = [18, 20, 22, 24, 34, 84, 110, 144, 176, 210, 292];
+        int[] ggml = [18, 20, 22, 24, 34, 36, 84, 110, 144, 176, 210, 292];
         Assert.Equal(ggml, cases.Select(c => c.Size));
         foreach (var (type, size) in cases) Assert.Equal(TensorTypes.Get(type).BlockBytes, size);
         Assert.Equal(34, System.Runtime.InteropServices.Marshal.SizeOf<BlockQ8_0>());

@@ -14,7 +14,7 @@ public class DequantizeTests
 {
     public static TheoryData<TensorType> Types => new()
     {
-        TensorType.Q4_0, TensorType.Q4_1, TensorType.Q5_0, TensorType.Q5_1, TensorType.Q8_0,
+        TensorType.Q4_0, TensorType.Q4_1, TensorType.Q5_0, TensorType.Q5_1, TensorType.Q8_0, TensorType.Q8_1,
         TensorType.Q2_K, TensorType.Q3_K, TensorType.Q4_K, TensorType.Q5_K, TensorType.Q6_K, TensorType.Q8_K,
     };
 
@@ -94,6 +94,26 @@ public class DequantizeTests
     }
 
     [Fact]
+    public void Integer_and_f64_types_convert()
+    {
+        var y = new float[3];
+        Dequantize.Row(TensorType.I8, [0xFF, 0x7F, 0x80], y);
+        Assert.Equal(new[] { -1f, 127f, -128f }, y);
+        var i32 = new byte[12];
+        BinaryPrimitives.WriteInt32LittleEndian(i32, -5);
+        BinaryPrimitives.WriteInt32LittleEndian(i32.AsSpan(4), 1 << 24);
+        BinaryPrimitives.WriteInt32LittleEndian(i32.AsSpan(8), 7);
+        Dequantize.Row(TensorType.I32, i32, y);
+        Assert.Equal(new[] { -5f, 16777216f, 7f }, y);
+        var f64 = new byte[24];
+        BinaryPrimitives.WriteDoubleLittleEndian(f64, 0.1);
+        BinaryPrimitives.WriteDoubleLittleEndian(f64.AsSpan(8), -1e300);
+        BinaryPrimitives.WriteDoubleLittleEndian(f64.AsSpan(16), 2.5);
+        Dequantize.Row(TensorType.F64, f64, y);
+        Assert.Equal(new[] { 0.1f, float.NegativeInfinity, 2.5f }, y);
+    }
+
+    [Fact]
     public void Wrong_lengths_are_rejected()
     {
         Assert.Throws<ArgumentException>(() => Dequantize.Row(TensorType.Q4_0, new byte[18], new float[31]));
@@ -134,6 +154,8 @@ public class DequantizeTests
                 return (Nibble(b, 8, k) | (Bits(b, 4 * 8 + k, 1) << 4)) * F16(b, 0) + F16(b, 2);
             case TensorType.Q8_0:
                 return (sbyte)Bits(b, (2 + k) * 8, 8) * F16(b, 0);
+            case TensorType.Q8_1:
+                return (sbyte)Bits(b, (4 + k) * 8, 8) * F16(b, 0);
             case TensorType.Q8_K:
                 return BitConverter.Int32BitsToSingle(Bits(b, 0, 16) | (Bits(b, 16, 16) << 16)) * (sbyte)Bits(b, (4 + k) * 8, 8);
             case TensorType.Q2_K:
@@ -219,7 +241,7 @@ public class DequantizeTests
         switch (type)
         {
             case TensorType.Q4_0 or TensorType.Q5_0 or TensorType.Q8_0: H(0, d); break;
-            case TensorType.Q4_1 or TensorType.Q5_1 or TensorType.Q4_K or TensorType.Q5_K: H(0, d); H(2, m); break;
+            case TensorType.Q4_1 or TensorType.Q5_1 or TensorType.Q8_1 or TensorType.Q4_K or TensorType.Q5_K: H(0, d); H(2, m); break;
             case TensorType.Q2_K: H(80, d); H(82, m); break;
             case TensorType.Q3_K: H(108, d); break;
             case TensorType.Q6_K: H(208, d); break;
