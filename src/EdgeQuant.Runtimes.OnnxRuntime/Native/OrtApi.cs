@@ -28,6 +28,8 @@ internal sealed unsafe class OrtApi
     private OrtApi(void** t, string version)
     {
         Version = version;
+        // [0] OrtStatus* CreateStatus(OrtErrorCode code, const char* msg)   (used by tests of the status conversion)
+        CreateStatus = (delegate* unmanaged<int, byte*, IntPtr>)t[0];
         // [1] OrtErrorCode GetErrorCode(const OrtStatus* status)
         GetErrorCode = (delegate* unmanaged<IntPtr, int>)t[1];
         // [2] const char* GetErrorMessage(const OrtStatus* status)
@@ -139,6 +141,7 @@ internal sealed unsafe class OrtApi
     /// <summary>Where the library was loaded from.</summary>
     public LoadedNativeLibrary Library { get; private set; } = null!;
 
+    public readonly delegate* unmanaged<int, byte*, IntPtr> CreateStatus;
     public readonly delegate* unmanaged<IntPtr, int> GetErrorCode;
     public readonly delegate* unmanaged<IntPtr, byte*> GetErrorMessage;
     public readonly delegate* unmanaged<int, byte*, IntPtr*, IntPtr> CreateEnv;
