@@ -37,6 +37,10 @@ esac
 
 die() { echo "fetch-runtimes: $*" >&2; exit 1; }
 
+for tool in tar openssl base64 git; do
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' is needed to fetch the pinned runtimes (Debian: apt-get install nodejs npm tar openssl coreutils git)"
+done
+
 # npm's tarball name for a spec: "@scope/name@v" -> "scope-name-v.tgz".
 tarball_name() {
   local spec=$1 name=${1%@*} version=${1##*@}
@@ -54,6 +58,7 @@ fetch() {
   if [ ! -f "$file" ] || [ "$(sri_of "$file")" != "$expected" ]; then
     rm -f "$file"
     mkdir -p "$cache"
+    command -v npm >/dev/null 2>&1 || die "npm is needed to download $spec (Debian: apt-get install npm), or copy the libraries into runtimes/$rid/native/ by hand"
     if ! (cd "$cache" && npm pack "$spec" --silent >/dev/null 2>"$cache/npm-pack.log"); then
       echo "fetch-runtimes: could not download $spec from the npm registry ($(npm config get registry 2>/dev/null))." >&2
       echo "  Check the network or proxy settings, or copy the libraries into runtimes/$rid/native/ by hand." >&2
