@@ -48,28 +48,34 @@ public static class HuggingFaceModelLoader
         }
     }
 
-    public static ModelConfig ToModelConfig(HfConfig hf, bool tied) => new()
+    public static ModelConfig ToModelConfig(HfConfig hf, bool tied)
     {
-        Architecture = hf.Family switch
+        var config = new ModelConfig
         {
-            HfModelFamily.Qwen2 => Architecture.Qwen2,
-            HfModelFamily.Gpt2 => Architecture.Gpt2,
-            _ => Architecture.Llama,
-        },
-        SourceArchitecture = hf.ArchitectureName,
-        VocabSize = hf.VocabSize,
-        EmbeddingLength = hf.HiddenSize,
-        BlockCount = hf.NumLayers,
-        HeadCount = hf.NumHeads,
-        HeadCountKv = hf.NumKvHeads,
-        FeedForwardLength = hf.IntermediateSize,
-        ContextLength = hf.MaxPositions,
-        HeadDim = hf.HeadDim,
-        RopeTheta = (float)hf.RopeTheta,
-        NormEpsilon = (float)hf.NormEpsilon,
-        TiedEmbeddings = tied,
-        AttentionBias = hf.AttentionBias,
-    };
+            Architecture = hf.Family switch
+            {
+                HfModelFamily.Qwen2 => Architecture.Qwen2,
+                HfModelFamily.Gpt2 => Architecture.Gpt2,
+                _ => Architecture.Llama,
+            },
+            SourceArchitecture = hf.ArchitectureName,
+            VocabSize = hf.VocabSize,
+            EmbeddingLength = hf.HiddenSize,
+            BlockCount = hf.NumLayers,
+            HeadCount = hf.NumHeads,
+            HeadCountKv = hf.NumKvHeads,
+            FeedForwardLength = hf.IntermediateSize,
+            ContextLength = hf.MaxPositions,
+            HeadDim = hf.HeadDim,
+            NormEpsilon = (float)hf.NormEpsilon,
+            TiedEmbeddings = tied,
+            // GPT-2 has biases everywhere by construction; the flag describes the Llama family's optional q/k/v
+            // biases, as the GGUF loader reads it.
+            AttentionBias = hf.Family != HfModelFamily.Gpt2 && hf.AttentionBias,
+        };
+        // GPT-2 has no RoPE: it keeps ModelConfig's default theta, as a GGUF of it does.
+        return hf.Family == HfModelFamily.Gpt2 ? config : config with { RopeTheta = (float)hf.RopeTheta };
+    }
 
     private static ModelTensor? MapTensor(HfConfig hf, ModelConfig config, SafetensorsEntry entry)
     {
