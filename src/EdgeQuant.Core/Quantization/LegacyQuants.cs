@@ -1,5 +1,9 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+
+// The scalar fallbacks of the vectorized dequantizers are tested directly (the machines that run the suite all have vectors).
+[assembly: InternalsVisibleTo("EdgeQuant.Core.Tests")]
 
 namespace EdgeQuant.Core.Quantization;
 
@@ -12,6 +16,29 @@ public static unsafe partial class Q4_0
 {
     public static void DequantizeRow(ReadOnlySpan<BlockQ4_0> src, Span<float> dst)
     {
+        if (!Vector128.IsHardwareAccelerated)
+        {
+            DequantizeRowScalar(src, dst);
+            return;
+        }
+        QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK);
+        fixed (BlockQ4_0* bp = src)
+        fixed (float* yp = dst)
+        {
+            for (int i = 0; i < src.Length; i++)
+            {
+                var b = bp + i;
+                float* y = yp + i * QuantBlocks.QK;
+                var q = Vector128.Load(b->Qs);
+                Nibbles.Store16(q & Vector128.Create((byte)0x0F), y, (float)b->D, 8f);
+                Nibbles.Store16(Vector128.ShiftRightLogical(q, 4), y + 16, (float)b->D, 8f);
+            }
+        }
+    }
+
+    /// <summary>The plain loop, used where no vector unit is available; tested on its own.</summary>
+    internal static void DequantizeRowScalar(ReadOnlySpan<BlockQ4_0> src, Span<float> dst)
+    {
         QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK);
         fixed (BlockQ4_0* bp = src)
         fixed (float* yp = dst)
@@ -21,15 +48,6 @@ public static unsafe partial class Q4_0
                 var b = bp + i;
                 float d = (float)b->D;
                 float* y = yp + i * QuantBlocks.QK;
-                if (Vector128.IsHardwareAccelerated)
-                {
-                    var q = Vector128.Load(b->Qs);
-                    var lo = q & Vector128.Create((byte)0x0F);
-                    var hi = Vector128.ShiftRightLogical(q, 4);
-                    Nibbles.Store16(lo, y, d, 8f);
-                    Nibbles.Store16(hi, y + 16, d, 8f);
-                    continue;
-                }
                 for (int j = 0; j < 16; j++)
                 {
                     int x0 = (b->Qs[j] & 0x0F) - 8;
@@ -133,6 +151,34 @@ public static unsafe partial class Q8_0
 {
     public static void DequantizeRow(ReadOnlySpan<BlockQ8_0> src, Span<float> dst)
     {
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            DequantizeRowScalar(src, dst);
+            return;
+        }
+        QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK);
+        fixed (BlockQ8_0* bp = src)
+        fixed (float* yp = dst)
+        {
+            for (int i = 0; i < src.Length; i++)
+            {
+                var b = bp + i;
+                float* y = yp + i * QuantBlocks.QK;
+                var (s0, s1) = Vector256.Widen(Vector256.Load(b->Qs));
+                var (i0, i1) = Vector256.Widen(s0);
+                var (i2, i3) = Vector256.Widen(s1);
+                var vd = Vector256.Create((float)b->D);
+                Vector256.Store(Vector256.ConvertToSingle(i0) * vd, y);
+                Vector256.Store(Vector256.ConvertToSingle(i1) * vd, y + 8);
+                Vector256.Store(Vector256.ConvertToSingle(i2) * vd, y + 16);
+                Vector256.Store(Vector256.ConvertToSingle(i3) * vd, y + 24);
+            }
+        }
+    }
+
+    /// <summary>The plain loop, used where no 256-bit vector unit is available; tested on its own.</summary>
+    internal static void DequantizeRowScalar(ReadOnlySpan<BlockQ8_0> src, Span<float> dst)
+    {
         QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK);
         fixed (BlockQ8_0* bp = src)
         fixed (float* yp = dst)
@@ -142,18 +188,6 @@ public static unsafe partial class Q8_0
                 var b = bp + i;
                 float d = (float)b->D;
                 float* y = yp + i * QuantBlocks.QK;
-                if (Vector256.IsHardwareAccelerated)
-                {
-                    var (s0, s1) = Vector256.Widen(Vector256.Load(b->Qs));
-                    var (i0, i1) = Vector256.Widen(s0);
-                    var (i2, i3) = Vector256.Widen(s1);
-                    var vd = Vector256.Create(d);
-                    Vector256.Store(Vector256.ConvertToSingle(i0) * vd, y);
-                    Vector256.Store(Vector256.ConvertToSingle(i1) * vd, y + 8);
-                    Vector256.Store(Vector256.ConvertToSingle(i2) * vd, y + 16);
-                    Vector256.Store(Vector256.ConvertToSingle(i3) * vd, y + 24);
-                    continue;
-                }
                 for (int j = 0; j < 32; j++) y[j] = b->Qs[j] * d;
             }
         }

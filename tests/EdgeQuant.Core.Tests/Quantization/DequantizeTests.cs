@@ -94,6 +94,23 @@ public class DequantizeTests
     }
 
     [Fact]
+    public void Scalar_fallbacks_of_the_vectorized_types_match_the_reference()
+    {
+        var rng = new Random(77);
+        var q4 = RandomBlocks(TensorType.Q4_0, 9, rng);
+        var q8 = RandomBlocks(TensorType.Q8_0, 9, rng);
+        var y4 = new float[9 * 32];
+        var y8 = new float[9 * 32];
+        Q4_0.DequantizeRowScalar(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlockQ4_0>(q4), y4);
+        Q8_0.DequantizeRowScalar(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlockQ8_0>(q8), y8);
+        for (int k = 0; k < y4.Length; k++)
+        {
+            Assert.Equal(Reference(TensorType.Q4_0, q4.AsSpan(k / 32 * 18, 18).ToArray(), k % 32), y4[k]);
+            Assert.Equal(Reference(TensorType.Q8_0, q8.AsSpan(k / 32 * 34, 34).ToArray(), k % 32), y8[k]);
+        }
+    }
+
+    [Fact]
     public void Integer_and_f64_types_convert()
     {
         var y = new float[3];
@@ -140,7 +157,7 @@ public class DequantizeTests
     /// <summary>Element k of a legacy block: the nibble of element k (k &lt; 16 low, else high nibble of byte k-16) of the qs at <paramref name="qsByte"/>.</summary>
     private static int Nibble(byte[] b, int qsByte, int k) => Bits(b, (qsByte + k % 16) * 8 + 4 * (k / 16), 4);
 
-    private static float Reference(TensorType type, byte[] b, int k)
+    internal static float Reference(TensorType type, byte[] b, int k)
     {
         switch (type)
         {
@@ -218,7 +235,7 @@ public class DequantizeTests
 
     // ---- random blocks ----
 
-    private static byte[] RandomBlocks(TensorType type, int blocks, Random rng)
+    internal static byte[] RandomBlocks(TensorType type, int blocks, Random rng)
     {
         var info = TensorTypes.Get(type);
         var bytes = new byte[blocks * info.BlockBytes];
@@ -235,7 +252,7 @@ public class DequantizeTests
         return bytes;
     }
 
-    private static void SetScales(TensorType type, byte[] block, float d, float m)
+    internal static void SetScales(TensorType type, byte[] block, float d, float m)
     {
         void H(int at, float v) => BinaryPrimitives.WriteHalfLittleEndian(block.AsSpan(at), (Half)v);
         switch (type)
