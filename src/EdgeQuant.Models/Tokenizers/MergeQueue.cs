@@ -14,10 +14,13 @@ internal sealed class SymbolChain
     public int[] Sid = new int[64];
     public int Count;
 
-    public void Reset(string text)
+    public void Reset(string text) => Reset(text, 0, text.Length);
+
+    /// <summary>One symbol per code point of text[from..to).</summary>
+    public void Reset(string text, int from, int to)
     {
         Count = 0;
-        int n = text.Length;
+        int n = to - from;
         if (Start.Length < n)
         {
             int cap = Math.Max(n, Start.Length * 2);
@@ -27,14 +30,14 @@ internal sealed class SymbolChain
             Next = new int[cap];
             Sid = new int[cap];
         }
-        for (int i = 0; i < n;)
+        for (int i = from; i < to;)
         {
-            int len = char.IsHighSurrogate(text[i]) && i + 1 < n && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+            int len = char.IsHighSurrogate(text[i]) && i + 1 < to && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
             Start[Count] = i;
             Length[Count] = len;
             Prev[Count] = Count - 1;
             i += len;
-            Next[Count] = i == n ? -1 : Count + 1;
+            Next[Count] = i == to ? -1 : Count + 1;
             Count++;
         }
     }

@@ -319,7 +319,7 @@ public sealed partial class Tokenizer
                 if (AddSpacePrefix && prevSpecial) sb.Append(' ');
                 sb.Append(text, f.Start, f.Length);
                 sb.Replace(' ', Escape);
-                EncodeSentencePiece(sb.ToString(), output, chain);
+                EncodeSentencePieceChunked(sb.ToString(), output, chain);
                 prevSpecial = false;
             }
         }
@@ -330,7 +330,7 @@ public sealed partial class Tokenizer
             {
                 if (f.Token >= 0) { output.Add(f.Token); continue; }
                 foreach (var word in PreTokenizer!.Split(text.Substring(f.Start, f.Length)))
-                    EncodeWord(ByteLevelMap.Encode(Encoding.UTF8.GetBytes(word)), output, chain);
+                    EncodeWord(word, output, chain);
             }
         }
         if (addSpecial && AddEos) output.Add(EosId ?? throw new BadInputException($"{SourcePath}: the tokenizer adds EOS but has no EOS token id"));
@@ -404,10 +404,52 @@ public sealed partial class Tokenizer
 
     private static bool IsCSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
-    private void EncodeSentencePiece(string text, List<int> output, SymbolChain s)
+    // Adjacent code point pairs that occur inside some token: a merge can only ever join two characters whose pair is
+    // here, so the text can be cut between any other two characters and each piece merged on its own with the same
+    // result as llama.cpp's single pass over the whole text, but with a small, cache-friendly queue.
+    private HashSet<long>? _innerPairs;
+
+    private HashSet<long> InnerPairs()
     {
-        s.Reset(text);
+        var set = Volatile.Read(ref _innerPairs);
+        if (set is not null) return set;
+        set = [];
+        foreach (var t in _tokens)
+        {
+            int prev = -1;
+            foreach (var r in t.EnumerateRunes())
+            {
+                if (prev >= 0) set.Add(((long)prev << 21) | (uint)r.Value);
+                prev = r.Value;
+            }
+        }
+        Volatile.Write(ref _innerPairs, set);
+        return set;
+    }
+
+    private void EncodeSentencePieceChunked(string text, List<int> output, SymbolChain s)
+    {
+        var pairs = InnerPairs();
         var queue = new PriorityQueue<Bigram, (float, int)>(SpmBigramComparer.Instance);
+        int chunkStart = 0, prev = -1;
+        for (int i = 0; i < text.Length;)
+        {
+            int cp = char.IsHighSurrogate(text[i]) && i + 1 < text.Length ? char.ConvertToUtf32(text[i], text[i + 1]) : text[i];
+            if (prev >= 0 && !pairs.Contains(((long)prev << 21) | (uint)cp))
+            {
+                EncodeSentencePiece(text, chunkStart, i, output, s, queue);
+                chunkStart = i;
+            }
+            prev = cp;
+            i += cp >= 0x10000 ? 2 : 1;
+        }
+        if (chunkStart < text.Length) EncodeSentencePiece(text, chunkStart, text.Length, output, s, queue);
+    }
+
+    private void EncodeSentencePiece(string text, int from, int to, List<int> output, SymbolChain s, PriorityQueue<Bigram, (float, int)> queue)
+    {
+        s.Reset(text, from, to);
+        queue.Clear();
         for (int i = 1; i < s.Count; i++) TryAddSpm(text, s, queue, i - 1, i);
         while (queue.TryDequeue(out var bg, out _))
         {
@@ -454,7 +496,7 @@ public sealed partial class Tokenizer
     {
         if (_cache.TryGet(word, out var cached)) { output.AddRange(cached); return; }
         int before = output.Count;
-        EncodeWordUncached(word, output, s);
+        EncodeWordUncached(ByteLevelMap.Encode(Encoding.UTF8.GetBytes(word)), output, s);
         _cache.Add(word, output.GetRange(before, output.Count - before).ToArray());
     }
 

@@ -145,9 +145,8 @@ public static class ByteLevelMap
 
     public static string Encode(ReadOnlySpan<byte> bytes)
     {
-        return string.Create(bytes.Length, bytes.ToArray(), static (dst, src) =>
-        {
-            for (int i = 0; i < src.Length; i++) dst[i] = ByteToChar[src[i]];
-        });
+        Span<char> buf = bytes.Length <= 256 ? stackalloc char[bytes.Length] : new char[bytes.Length];
+        for (int i = 0; i < bytes.Length; i++) buf[i] = ByteToChar[bytes[i]];
+        return new string(buf);
     }
 }
