@@ -1,5 +1,7 @@
 using System.CommandLine;
+using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Inspect;
+using EdgeQuant.Cli.Commands.Tokenize;
 
 namespace EdgeQuant.Cli.Framework;
 
@@ -12,5 +14,7 @@ public static class CommandCatalog
     public static IReadOnlyList<Func<CliContext, Command>> All { get; } =
     [
         context => new InspectCommandDefinition(context),
+        context => new GenerateCommandDefinition(context),
+        context => new TokenizeCommandDefinition(context),
     ];
 }
