@@ -33,8 +33,10 @@ demo: build runtimes
 	$(CLI) inspect $(DEMO_DIR)/fixture-llama/gguf/model.gguf
 	$(CLI) inspect $(DEMO_DIR)/fixture-llama/hf
 
-bench: build runtimes
-	$(DOTNET) run -c $(CONFIG) --no-build --project tests/EdgeQuant.Benchmarks
+# OpenBLAS (from test-deps) is the GEMM peer; OPENBLAS_CORETYPE is removed because this environment pins it to
+# Haswell, which halves OpenBLAS on AVX-512 machines (the bench also warns if it still sees it). BENCH=filter.
+bench: build runtimes test-deps
+	env -u OPENBLAS_CORETYPE $(DOTNET) run -c $(CONFIG) --no-build --project tests/EdgeQuant.Benchmarks -- $(BENCH)
 
 publish-tool: build
 	$(DOTNET) pack src/EdgeQuant.Cli -c $(CONFIG) --no-build -o artifacts/tool

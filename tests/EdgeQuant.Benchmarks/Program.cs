@@ -1,2 +1,10 @@
-// Placeholder until benchmarks land.
-return 0;
+using EdgeQuant.Benchmarks;
+using EdgeQuant.Benchmarks.Kernels;
+
+// `dotnet run --project tests/EdgeQuant.Benchmarks -c Release -- [filter ...]` runs every suite whose name contains
+// one of the filters (all suites when none is given). One line per suite:
+var suites = new BenchmarkRegistry();
+suites.Add("kernels.gemm", KernelBenchmarks.Gemm);
+suites.Add("kernels.gemv", KernelBenchmarks.Gemv);
+suites.Add("kernels.elementwise", KernelBenchmarks.Elementwise);
+return suites.Run(args);

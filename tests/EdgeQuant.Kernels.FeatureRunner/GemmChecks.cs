@@ -67,11 +67,14 @@ public static unsafe partial class KernelChecks
                     }
     }
 
-    /// <summary>Sizes that cross the K block (Kc = 256), the M block (Mc ≥ 288) and several column panels.</summary>
+    /// <summary>
+    /// Sizes that cross K blocks (Kc is 768 on AVX-512, 512 below; K is cut into equal blocks), M blocks (at most
+    /// 560 / 384 rows, fewer when Kc is large) and several column panels.
+    /// </summary>
     public static void GemmBlocks()
     {
         foreach (GemmKernelKind kind in Kinds())
-            foreach (var (m, n, k) in new[] { (350, 70, 600), (29, 131, 513), (300, 33, 257) })
+            foreach (var (m, n, k) in new[] { (350, 70, 600), (29, 131, 513), (300, 33, 257), (600, 37, 1700), (520, 20, 768) })
                 foreach (bool accumulate in new[] { false, true })
                     GemmCase(kind, m, n, k, 2, accumulate, $"{kind} {m}x{n}x{k} acc={accumulate}");
     }

@@ -13,20 +13,29 @@ internal enum GemmKernelKind
 }
 
 /// <summary>
-/// A micro-kernel with its tile (Mr x Nr) and cache blocking (Kc, Mc). Why these numbers:
+/// A micro-kernel with its tile (Mr x Nr) and cache blocking limits (Kc, Mc). Why these numbers (measured on the
+/// 2-vCPU AVX-512 Xeon here with thread CPU time, since the shared machine makes wall time noisy):
 /// - Nr is two vectors, Mr fills the register file: 14x32 on AVX-512 uses 28 of 32 zmm for accumulators (2 B loads
-///   and one broadcast per 28 FMAs keep both FMA ports busy); 6x16 / 6x8 use 12 of 16 ymm/xmm.
-/// - Kc = 256 keeps one B micro-panel (Kc x Nr floats = 32 KiB at Nr = 32) resident in the 48 KiB L1D while the A
-///   panels of the block stream past it.
-/// - Mc x Kc (the packed A block) is sized to sit in L2 (2 MiB per core here) with room for the B stream.
+///   and one broadcast per 28 FMAs); it reaches ~175 GFLOP/s per core with its operands in L1, about the FMA peak.
+///   12x32, 8x48 and 6x64 measured the same in L1 and no better in the full GEMM. 6x16 / 6x8 use 12 of 16 ymm/xmm.
+/// - What limits the full GEMM is each micro-call's fixed cost (the C tile's loads and stores, the first cold touch
+///   of a B panel), so the blocks are as large as the caches allow: Kc up to 768 (K is cut into equal blocks, so
+///   K = 576 is one block and 2048 three), and the packed A block (Mc x Kc) up to ~1.5 MiB of the 2 MiB L2, i.e. a
+///   thread's whole 256–512 rows. Kc 256 → 768 and Mc 336 → 560 took 512x2048x5632 from ~115 to ~140 GFLOP/s on
+///   one core (OpenBLAS SkylakeX kernels: ~145–150 in the same runs).
+/// - The A-block budget is per thread; on a core with a 1 MiB L2 (Zen 4/5) it would want halving: not measured.
 /// </summary>
 internal readonly unsafe struct GemmKernel
 {
     public readonly GemmKernelKind Kind;
     public readonly int Mr, Nr, Kc, Mc;
+
+    /// <summary>Floats of packed A a thread keeps per block (~1.5 MiB, see above).</summary>
+    public const int ABlockBudget = 384 * 1024;
     public readonly delegate*<float*, float*, nint, float*, nint, bool, void> Micro;
 
-    private GemmKernel(GemmKernelKind kind, int mr, int nr, int kc, int mc, delegate*<float*, float*, nint, float*, nint, bool, void> micro)
+    /// <summary>Any tile/blocking combination; used by the benchmark to measure alternatives.</summary>
+    internal GemmKernel(GemmKernelKind kind, int mr, int nr, int kc, int mc, delegate*<float*, float*, nint, float*, nint, bool, void> micro)
     {
         Kind = kind; Mr = mr; Nr = nr; Kc = kc; Mc = mc; Micro = micro;
     }
@@ -48,9 +57,9 @@ internal readonly unsafe struct GemmKernel
 
     public static GemmKernel For(GemmKernelKind kind) => kind switch
     {
-        GemmKernelKind.Vector512 => new(kind, 14, 32, 256, 14 * 24, &SgemmMicroKernels.Kernel512x14x32),
-        GemmKernelKind.Vector256 => new(kind, 6, 16, 256, 6 * 48, &SgemmMicroKernels.Kernel256x6x16),
-        GemmKernelKind.Vector128 => new(kind, 6, 8, 256, 6 * 48, &SgemmMicroKernels.Kernel128x6x8),
+        GemmKernelKind.Vector512 => new(kind, 14, 32, 768, 14 * 40, &SgemmMicroKernels.Kernel512x14x32Prefetch),
+        GemmKernelKind.Vector256 => new(kind, 6, 16, 512, 6 * 64, &SgemmMicroKernels.Kernel256x6x16),
+        GemmKernelKind.Vector128 => new(kind, 6, 8, 512, 6 * 64, &SgemmMicroKernels.Kernel128x6x8),
         _ => new(kind, 4, 4, 256, 4 * 64, &ScalarKernel4x4),
     };
 

@@ -13,18 +13,25 @@ public sealed unsafe class PackedMatrix
     private readonly float[] buffer;
     private readonly int offset;
 
-    private PackedMatrix(int n, int k, GemmKernelKind kind)
+    // One pinned buffer kept between calls for the per-call packing of MultiplyTransposedB: allocating (and first
+    // touching) tens of MiB each call cost more than the packing itself. Buffers above the cap are not kept.
+    private static float[]? scratch;
+    private const long ScratchKeepLimit = 16L << 20;
+
+    private PackedMatrix(int n, int k, GemmKernel kernel, bool useScratch = false)
     {
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "must not be negative");
         if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, "must not be negative");
-        Kernel = GemmKernel.For(kind);
+        Kernel = kernel;
         N = n;
         K = k;
         Panels = (n + Kernel.Nr - 1) / Kernel.Nr;
         long length = (long)Panels * Kernel.Nr * k;
         if (length > Array.MaxLength - 16) throw new ArgumentOutOfRangeException(nameof(n), $"{n} x {k} is too large to pack in one array");
         // Pinned so the kernels can hold raw pointers; 16 floats of slack to start on a 64-byte (cache line) boundary.
-        buffer = GC.AllocateUninitializedArray<float>((int)length + 16, pinned: true);
+        float[]? reused = useScratch ? Interlocked.Exchange(ref scratch, null) : null;
+        buffer = reused is not null && reused.Length >= length + 16 ? reused : GC.AllocateUninitializedArray<float>((int)length + 16, pinned: true);
+        IsScratch = useScratch;
         nint address = (nint)Unsafe.AsPointer(ref buffer[0]);
         offset = (int)(((64 - (address & 63)) & 63) / sizeof(float));
     }
@@ -36,6 +43,14 @@ public sealed unsafe class PackedMatrix
     public int K { get; }
 
     internal int Panels { get; }
+
+    private bool IsScratch { get; }
+
+    /// <summary>Hands a per-call packing buffer back for the next call; the matrix must not be used afterwards.</summary>
+    internal void ReleaseScratch()
+    {
+        if (IsScratch && buffer.Length <= ScratchKeepLimit) Interlocked.Exchange(ref scratch, buffer);
+    }
 
     internal GemmKernel Kernel { get; }
 
@@ -51,9 +66,12 @@ public sealed unsafe class PackedMatrix
     internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int threads, GemmKernelKind kind) =>
         FromWeights(weights, n, k, k, threads, kind);
 
-    internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int ldw, int threads, GemmKernelKind kind)
+    internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int ldw, int threads, GemmKernelKind kind, bool scratch = false) =>
+        FromWeights(weights, n, k, ldw, threads, GemmKernel.For(kind), scratch);
+
+    internal static PackedMatrix FromWeights(ReadOnlySpan<float> weights, int n, int k, int ldw, int threads, GemmKernel kernel, bool scratch = false)
     {
-        var packed = new PackedMatrix(n, k, kind);
+        var packed = new PackedMatrix(n, k, kernel, scratch);
         if (ldw < k) throw new ArgumentOutOfRangeException(nameof(ldw), ldw, $"row stride below the row length {k}");
         Sgemm.CheckStrided(weights.Length, n, k, ldw, nameof(weights));
         if (n == 0 || k == 0) return packed;
@@ -67,7 +85,7 @@ public sealed unsafe class PackedMatrix
 
     internal static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n, GemmKernelKind kind)
     {
-        var packed = new PackedMatrix(n, k, kind);
+        var packed = new PackedMatrix(n, k, GemmKernel.For(kind));
         Sgemm.CheckStrided(b.Length, k, n, n, nameof(b));
         int nr = packed.Kernel.Nr;
         float* dst = packed.Data;

@@ -74,8 +74,9 @@ public static unsafe class Sgemm
                 for (int i = 0; i < m; i++) Gemv.MultiplyRows(pa + (long)i * lda, pb, ldb, pc + (long)i * ldc, n, k, accumulate, threads, kind);
             return;
         }
-        PackedMatrix packed = PackedMatrix.FromWeights(b, n, k, ldb, threads, kind);
+        PackedMatrix packed = PackedMatrix.FromWeights(b, n, k, ldb, threads, kind, scratch: true);
         Multiply(a, lda, packed, c, ldc, m, accumulate, threads);
+        packed.ReleaseScratch();
     }
 
     internal static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate, int threads, GemmKernelKind kind)
@@ -136,13 +137,18 @@ public static unsafe class Sgemm
             int mr = kernel.Mr, nr = kernel.Nr, n = w.N, k = w.K;
             float* tile = stackalloc float[mr * nr];
             float* bData = w.Data;
-            for (int k0 = 0; k0 < k; k0 += kernel.Kc)
+            // Equal K blocks (a last block of 64 after 512 would pay the per-call costs for little work); multiples
+            // of 4 keep packed rows 16-byte aligned.
+            int kBlocks = (k + kernel.Kc - 1) / kernel.Kc;
+            int kcStep = Math.Min(kernel.Kc, ((k + kBlocks - 1) / kBlocks + 3) & ~3);
+            int mcStep = Math.Clamp(GemmKernel.ABlockBudget / kcStep / mr * mr, mr, kernel.Mc);
+            for (int k0 = 0; k0 < k; k0 += kcStep)
             {
-                int kc = Math.Min(kernel.Kc, k - k0);
+                int kc = Math.Min(kcStep, k - k0);
                 bool acc = accumulate || k0 > 0;
-                for (int mb = row0; mb < row1; mb += kernel.Mc)
+                for (int mb = row0; mb < row1; mb += mcStep)
                 {
-                    int mc = Math.Min(kernel.Mc, row1 - mb);
+                    int mc = Math.Min(mcStep, row1 - mb);
                     PackA(a + (long)mb * lda + k0, lda, mc, kc, mr, aPack);
                     for (int p = panel0; p < panel1; p++)
                     {
