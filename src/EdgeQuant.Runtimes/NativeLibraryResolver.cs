@@ -89,6 +89,21 @@ public sealed class NativeLibraryResolver
         return dirs;
     }
 
+    /// <summary>Like <see cref="Load"/>, but reports a miss through <paramref name="error"/> (for listings such as <c>edgequant runtimes</c>).</summary>
+    public LoadedNativeLibrary? TryLoad(NativeLibraryInfo library, out RuntimeNotFoundException? error)
+    {
+        try
+        {
+            error = null;
+            return Load(library);
+        }
+        catch (RuntimeNotFoundException e)
+        {
+            error = e;
+            return null;
+        }
+    }
+
     /// <summary>Finds and loads <paramref name="library"/>, or throws the numbered <see cref="RuntimeNotFoundException"/>.</summary>
     public LoadedNativeLibrary Load(NativeLibraryInfo library)
     {

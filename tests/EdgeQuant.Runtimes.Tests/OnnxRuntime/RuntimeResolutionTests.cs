@@ -35,6 +35,9 @@ public sealed class RuntimeResolutionTests
 
         var llama = Assert.Throws<RuntimeNotFoundException>(() => resolver.Load(NativeLibraries.LlamaCpp));
         Assert.StartsWith("EQ-RT-002: llama.cpp not found", llama.Message);
+
+        Assert.Null(resolver.TryLoad(NativeLibraries.Ggml, out var ggml));
+        Assert.Equal("EQ-RT-003", ggml!.Code);
     }
 
     [Fact]
