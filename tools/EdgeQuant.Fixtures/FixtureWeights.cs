@@ -21,9 +21,21 @@ public static class FixtureWeights
         float center = isNorm && !isBias ? 1f : 0f;
         float scale = isNorm ? 0.1f : isBias ? 0.02f : (float)(1.0 / Math.Sqrt(shape[^1]));
         for (long i = 0; i < n; i++) values[i] = center + scale * rng.NextSymmetric();
-        if (spec.Dtype == FixtureDtype.F16)
-            for (long i = 0; i < n; i++) values[i] = (float)(Half)values[i];
+        if (spec.Dtype == FixtureDtype.F16) RoundThroughHalf(values);
         return values;
+    }
+
+    private static void RoundThroughHalf(float[] values)
+    {
+        // Vectorized conversions, in chunks so a 262 MB embedding needs only a small scratch buffer.
+        const int Chunk = 1 << 16;
+        var half = new Half[Chunk];
+        for (int i = 0; i < values.Length; i += Chunk)
+        {
+            var part = values.AsSpan(i, Math.Min(Chunk, values.Length - i));
+            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(part, half.AsSpan(0, part.Length));
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(half.AsSpan(0, part.Length), part);
+        }
     }
 
     private static ulong Fnv1a(string s)
