@@ -59,8 +59,9 @@ public sealed class GgufFile : IDisposable
     private readonly bool _ownsFile;
 
     internal GgufFile(MappedFile file, bool ownsFile, uint version, IReadOnlyList<GgufKeyValue> metadata,
-        IReadOnlyList<GgufTensorInfo> tensors, uint alignment, long dataOffset)
+        IReadOnlyList<GgufTensorInfo> tensors, uint alignment, long infosEnd, long dataOffset)
     {
+        InfosEnd = infosEnd;
         File = file;
         _ownsFile = ownsFile;
         Version = version;
@@ -84,6 +85,9 @@ public sealed class GgufFile : IDisposable
 
     /// <summary>From <c>general.alignment</c>, or 32.</summary>
     public uint Alignment { get; }
+
+    /// <summary>Where the tensor infos end (the header's last byte + 1), before the padding to the data section.</summary>
+    public long InfosEnd { get; }
 
     /// <summary>Where the data section starts (the end of the tensor infos, padded to <see cref="Alignment"/>).</summary>
     public long DataOffset { get; }

@@ -117,7 +117,7 @@ public static class GgufReader
                 previousName = p.Name;
             }
 
-            return new GgufFile(file, ownsFile, version, metadata, tensors, alignment, dataOffset);
+            return new GgufFile(file, ownsFile, version, metadata, tensors, alignment, infosEnd, dataOffset);
         }
 
         private (string, long[], TensorTypeInfo, long, long, long, long) ReadTensorInfo(long index, uint alignment, HashSet<string> names)

@@ -111,8 +111,16 @@ public static class GgufWriter
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    /// <param name="path">The output file (replaced atomically).</param>
+    /// <param name="metadata">Key/values in the order they are to appear.</param>
+    /// <param name="tensors">Tensors in the order they are to appear; their data sources are called in this order.</param>
+    /// <param name="version">2 or 3.</param>
+    /// <param name="padEmptyDataSection">
+    /// Whether a file without tensors still ends with padding to the alignment. ggml's <c>gguf.cpp</c> pads,
+    /// gguf-py (which made llama.cpp's vocab-only files) does not; <see cref="Rewrite"/> keeps what the source did.
+    /// </param>
     public static void Write(string path, IEnumerable<KeyValuePair<string, GgufValue>> metadata, IEnumerable<GgufTensorToWrite> tensors,
-        uint version = GgufConstants.WriteVersion)
+        uint version = GgufConstants.WriteVersion, bool padEmptyDataSection = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = Path.GetFullPath(path);
@@ -123,7 +131,7 @@ public static class GgufWriter
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                Write(fs, path, metadata, tensors, version);
+                Write(fs, path, metadata, tensors, version, padEmptyDataSection);
                 fs.Flush(flushToDisk: false);
             }
             File.Move(temp, full, overwrite: true);
@@ -137,7 +145,7 @@ public static class GgufWriter
 
     /// <summary>Writes to a stream; <paramref name="displayName"/> names the output in errors.</summary>
     public static void Write(Stream output, string displayName, IEnumerable<KeyValuePair<string, GgufValue>> metadata,
-        IEnumerable<GgufTensorToWrite> tensors, uint version = GgufConstants.WriteVersion)
+        IEnumerable<GgufTensorToWrite> tensors, uint version = GgufConstants.WriteVersion, bool padEmptyDataSection = true)
     {
         if (version is < GgufConstants.MinVersion or > GgufConstants.MaxVersion)
             throw new ArgumentOutOfRangeException(nameof(version), version, "GGUF version must be 2 or 3");
@@ -184,7 +192,7 @@ public static class GgufWriter
             w.U64((ulong)offset);
             offset = checked(offset + GgufReader.AlignUp(t.ByteLength, alignment));
         }
-        w.Pad(alignment);
+        if (list.Count > 0 || padEmptyDataSection) w.Pad(alignment);
 
         foreach (var t in list)
         {
@@ -200,10 +208,12 @@ public static class GgufWriter
 
     /// <summary>Writes <paramref name="source"/>'s metadata and tensors (data copied from its mapping) to <paramref name="path"/>.</summary>
     public static void Rewrite(GgufFile source, string path, uint? version = null) =>
-        Write(path,
-            source.Metadata.Select(kv => KeyValuePair.Create(kv.Key, kv.Value)),
-            source.Tensors.Select(t => GgufTensorToWrite.FromStream(t.Name, t.Type, t.Shape, s => s.Write(source.TensorData(t)))),
-            version ?? source.Version);
+        Write(path, source.Metadata.Select(kv => KeyValuePair.Create(kv.Key, kv.Value)), TensorsOf(source),
+            version ?? source.Version, padEmptyDataSection: source.Tensors.Count > 0 || source.File.Length > source.InfosEnd);
+
+    /// <summary><paramref name="source"/>'s tensors as writer inputs whose data is copied from its mapping when written.</summary>
+    public static IEnumerable<GgufTensorToWrite> TensorsOf(GgufFile source) =>
+        source.Tensors.Select(t => GgufTensorToWrite.FromStream(t.Name, t.Type, t.Shape, s => s.Write(source.TensorData(t))));
 
     /// <summary>Buffered little-endian output that tracks its position (the target stream need not be seekable).</summary>
     private sealed class Out(Stream stream, string displayName)
@@ -253,13 +263,31 @@ public static class GgufWriter
             }
         }
 
-        public void String(string s, string field)
+        /// <summary>
+        /// A length-prefixed UTF-8 string, encoded straight into the buffer. <paramref name="index"/> ≥ 0 names element
+        /// <paramref name="index"/> of array <paramref name="field"/>; the name is only formatted for an error, because
+        /// a vocabulary has hundreds of thousands of strings.
+        /// </summary>
+        public void String(string s, string field, long index = -1)
         {
-            byte[] bytes;
-            try { bytes = StrictUtf8.GetBytes(s); }
-            catch (EncoderFallbackException) { throw new BadInputException($"{displayName}: {field}: string is not valid Unicode (lone surrogate)"); }
-            U64((ulong)bytes.Length);
-            Bytes(bytes);
+            int count;
+            try { count = StrictUtf8.GetByteCount(s); }
+            catch (EncoderFallbackException)
+            {
+                throw new BadInputException($"{displayName}: {(index < 0 ? field : $"{field}[{index}]")}: string is not valid Unicode (lone surrogate)");
+            }
+            U64((ulong)count);
+            if (count > _buf.Length - _used) Flush();
+            if (count <= _buf.Length)
+            {
+                StrictUtf8.GetBytes(s, _buf.AsSpan(_used));
+                _used += count;
+                Position += count;
+            }
+            else
+            {
+                Bytes(StrictUtf8.GetBytes(s));
+            }
         }
 
         public void Value(GgufValue v, string field)
@@ -290,7 +318,7 @@ public static class GgufWriter
             switch (a)
             {
                 case string[] s:
-                    for (int i = 0; i < s.Length; i++) String(s[i], $"{field}[{i}]");
+                    for (int i = 0; i < s.Length; i++) String(s[i], field, i);
                     break;
                 case GgufValue[] inner:
                     for (int i = 0; i < inner.Length; i++) ArrayValue(inner[i], (Array)inner[i].Value, $"{field}[{i}]");
