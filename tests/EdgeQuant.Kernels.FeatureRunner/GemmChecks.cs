@@ -106,6 +106,25 @@ public static unsafe partial class KernelChecks
         CompareGemm(what + " packed", expected, c, m, n, n);
     }
 
+    /// <summary>Packing from a row callback (the F16/BF16 route) gives the same products as packing F32 rows.</summary>
+    public static void GemmFromRows()
+    {
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (9, 70, 300), (40, 33, 800), (3, 0, 5) })
+        {
+            float[] a = RandomArray(m + 1, m * k, -1, 1);
+            // Rows as F16 bytes, converted by the callback, the way a loader would feed a GGUF F16 tensor.
+            Half[] wh = RandomArray(n + 2, n * k, -1, 1).Select(v => (Half)v).ToArray();
+            float[] w = wh.Select(h => (float)h).ToArray();
+            PackedMatrix packed = PackedMatrix.FromRows(n, k, (row, dst) =>
+            {
+                for (int p = 0; p < k; p++) dst[p] = (float)wh[row * k + p];
+            });
+            float[] c = new float[m * n];
+            Sgemm.Multiply(a, m, packed, c);
+            CompareGemm($"from rows {m}x{n}x{k}", GemmRef(a, k, w, true, k, m, n, k, null, n), c, m, n, n);
+        }
+    }
+
     /// <summary>NaN and ±Inf in A or B reach exactly the outputs IEEE arithmetic says they reach.</summary>
     public static void GemmSpecialValues()
     {
@@ -140,6 +159,16 @@ public static unsafe partial class KernelChecks
             for (int i = 0; i < m - 1; i++)
                 for (int j = n; j < ldc; j++)
                     if (c[i * ldc + j] != Sentinel) throw new KernelCheckException($"{kind} strided: wrote C padding [{i},{j}]");
+
+            // A·B with B [k x n] at row stride ldb (P·V over one head of a V cache), many rows and a single row.
+            foreach (int rows in new[] { m, 1, 3 })
+            {
+                float[] bkn = RandomArray(5, (k - 1) * ldb + n, -1, 1);
+                float[] c2 = Enumerable.Repeat(Sentinel, (rows - 1) * ldc + n).ToArray();
+                var expected2 = GemmRef(a, lda, bkn, false, ldb, rows, n, k, null, n);
+                Sgemm.Multiply(a, lda, bkn, ldb, c2, ldc, rows, n, k, false, 2, kind);
+                CompareGemm($"{kind} strided A·B rows={rows}", expected2, c2, rows, n, ldc);
+            }
         }
     }
 

@@ -83,10 +83,12 @@ public sealed unsafe class PackedMatrix
         return packed;
     }
 
-    internal static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n, GemmKernelKind kind)
+    internal static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n, GemmKernelKind kind) => FromKByN(b, k, n, n, kind);
+
+    internal static PackedMatrix FromKByN(ReadOnlySpan<float> b, int k, int n, int ldb, GemmKernelKind kind)
     {
+        Sgemm.CheckStrided(b.Length, k, n, ldb, nameof(b));
         var packed = new PackedMatrix(n, k, GemmKernel.For(kind));
-        Sgemm.CheckStrided(b.Length, k, n, n, nameof(b));
         int nr = packed.Kernel.Nr;
         float* dst = packed.Data;
         for (int p = 0; p < packed.Panels; p++)
@@ -96,7 +98,7 @@ public sealed unsafe class PackedMatrix
             for (int kk = 0; kk < k; kk++)
             {
                 Span<float> row = new(panel + (long)kk * nr, nr);
-                b.Slice(kk * n + n0, cols).CopyTo(row);
+                b.Slice(kk * ldb + n0, cols).CopyTo(row);
                 row[cols..].Clear();
             }
         }
@@ -104,36 +106,63 @@ public sealed unsafe class PackedMatrix
     }
 
     /// <summary>
-    /// Transposing pack, one panel per step. Within a panel it walks k in chunks of 64 so the chunk's destination
-    /// (64 x Nr floats = 8 KiB) stays in L1 while Nr source rows are read sequentially.
+    /// Packs W [n x k] whose rows come from a callback (e.g. F16/BF16 or dequantized rows converted on the fly), one
+    /// panel of rows at a time, so no full F32 copy of the matrix is ever held. The callback runs on this thread.
     /// </summary>
+    public static PackedMatrix FromRows(int n, int k, RowSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        var packed = new PackedMatrix(n, k, GemmKernel.For(GemmKernel.Best));
+        int nr = packed.Kernel.Nr;
+        if (n == 0 || k == 0) return packed;
+        float[] rows = GC.AllocateUninitializedArray<float>(nr * k, pinned: true);
+        float* r = (float*)Unsafe.AsPointer(ref rows[0]);
+        for (int p = 0; p < packed.Panels; p++)
+        {
+            int n0 = p * nr, count = Math.Min(nr, n - n0);
+            for (int j = 0; j < count; j++) source(n0 + j, rows.AsSpan(j * k, k));
+            PackPanel(r, k, count, k, nr, packed.Data + (long)p * k * nr);
+        }
+        return packed;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> (k floats) with row <paramref name="row"/> of the matrix.</summary>
+    public delegate void RowSource(int row, Span<float> destination);
+
+    /// <summary>
+    /// Transposing pack of one panel: <paramref name="rows"/> source rows into k x nr, zero past the last row. Walks
+    /// k in chunks of 64 so a chunk's destination (64 x Nr floats = 8 KiB) stays in L1 while the rows stream in.
+    /// </summary>
+    private static void PackPanel(float* w, int ldw, int rows, int k, int nr, float* panel)
+    {
+        const int KChunk = 64;
+        for (int k0 = 0; k0 < k; k0 += KChunk)
+        {
+            int kc = Math.Min(KChunk, k - k0);
+            for (int j = 0; j < rows; j++)
+            {
+                float* src = w + (long)j * ldw + k0;
+                float* dst = panel + (long)k0 * nr + j;
+                for (int kk = 0; kk < kc; kk++) dst[kk * nr] = src[kk];
+            }
+            for (int j = rows; j < nr; j++)
+            {
+                float* dst = panel + (long)k0 * nr + j;
+                for (int kk = 0; kk < kc; kk++) dst[kk * nr] = 0;
+            }
+        }
+    }
+
     private sealed class PackWeightsJob(PackedMatrix packed, float* w, int ldw, int parts) : IParallelWork
     {
-        private const int KChunk = 64;
-
         public void Execute(int part)
         {
             Sgemm.Split(packed.Panels, parts, part, out int p0, out int p1);
             int nr = packed.Kernel.Nr, n = packed.N, k = packed.K;
             for (int p = p0; p < p1; p++)
             {
-                float* panel = packed.Data + (long)p * k * nr;
-                int n0 = p * nr, cols = Math.Min(nr, n - n0);
-                for (int k0 = 0; k0 < k; k0 += KChunk)
-                {
-                    int kc = Math.Min(KChunk, k - k0);
-                    for (int j = 0; j < cols; j++)
-                    {
-                        float* src = w + (long)(n0 + j) * ldw + k0;
-                        float* dst = panel + (long)k0 * nr + j;
-                        for (int kk = 0; kk < kc; kk++) dst[kk * nr] = src[kk];
-                    }
-                    for (int j = cols; j < nr; j++)
-                    {
-                        float* dst = panel + (long)k0 * nr + j;
-                        for (int kk = 0; kk < kc; kk++) dst[kk * nr] = 0;
-                    }
-                }
+                int n0 = p * nr;
+                PackPanel(w + (long)n0 * ldw, ldw, Math.Min(nr, n - n0), k, nr, packed.Data + (long)p * k * nr);
             }
         }
     }

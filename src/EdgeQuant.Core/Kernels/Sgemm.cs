@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 
 namespace EdgeQuant.Core.Kernels;
@@ -56,7 +57,11 @@ public static unsafe class Sgemm
 
     /// <summary>C[m x n] (+)= A[m x k] · B with B [k x n] row-major.</summary>
     public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate = false, int threads = 0) =>
-        Multiply(a, b, c, m, n, k, accumulate, threads, GemmKernel.Best);
+        Multiply(a, k, b, n, c, n, m, n, k, accumulate, threads, GemmKernel.Best);
+
+    /// <summary>Strided C = A·B (e.g. attention weights times one head's slice of the V cache).</summary>
+    public static void Multiply(ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, int m, int n, int k, bool accumulate = false, int threads = 0) =>
+        Multiply(a, lda, b, ldb, c, ldc, m, n, k, accumulate, threads, GemmKernel.Best);
 
     internal static void MultiplyTransposedB(ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc,
         int m, int n, int k, bool accumulate, int threads, GemmKernelKind kind)
@@ -79,14 +84,30 @@ public static unsafe class Sgemm
         packed.ReleaseScratch();
     }
 
-    internal static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate, int threads, GemmKernelKind kind)
+    internal static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k, bool accumulate, int threads, GemmKernelKind kind) =>
+        Multiply(a, k, b, n, c, n, m, n, k, accumulate, threads, kind);
+
+    internal static void Multiply(ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc,
+        int m, int n, int k, bool accumulate, int threads, GemmKernelKind kind)
     {
-        CheckStrided(a.Length, m, k, k, nameof(a));
-        CheckStrided(b.Length, k, n, n, nameof(b));
-        CheckStrided(c.Length, m, n, n, nameof(c));
+        CheckStrided(a.Length, m, k, lda, nameof(a));
+        CheckStrided(b.Length, k, n, ldb, nameof(b));
+        CheckStrided(c.Length, m, n, ldc, nameof(c));
         if (m == 0 || n == 0) return;
-        PackedMatrix packed = PackedMatrix.FromKByN(b, k, n, kind);
-        Multiply(a, k, packed, c, n, m, accumulate, threads);
+        // A handful of rows (decoding's one query): y = Σ_k a[k]·B[k,:], row by row, instead of packing B.
+        if (m < SmallRows)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                Span<float> row = c.Slice(i * ldc, n);
+                if (!accumulate) row.Clear();
+                for (int p = 0; p < k; p++)
+                    TensorPrimitives.MultiplyAdd(b.Slice(p * ldb, n), a[i * lda + p], row, row);
+            }
+            return;
+        }
+        PackedMatrix packed = PackedMatrix.FromKByN(b, k, n, ldb, kind);
+        Multiply(a, lda, packed, c, ldc, m, accumulate, threads);
     }
 
     private const int SmallRows = 4;
