@@ -30,5 +30,31 @@ internal static class EngineMath
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => Core.Kernels.SwiGlu.Apply(gate, up, gate);
 
     /// <summary>GELU, tanh approximation (GPT-2's gelu_new), in place.</summary>
-    public static void GeluTanh(Span<float> x) => Core.Kernels.GeluTanh.Apply(x, x);
+    public static void GeluTanh(Span<float> x, GeluMode mode)
+    {
+        if (mode == GeluMode.Exact)
+        {
+            Core.Kernels.GeluTanh.Apply(x, x);
+            return;
+        }
+        var table = GgmlGeluTable.Value;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float v = x[i];
+            x[i] = v <= -10f ? 0f : v >= 10f ? v : table[BitConverter.HalfToUInt16Bits((Half)v)];
+        }
+    }
+
+    /// <summary>ggml's ggml_table_gelu_f16: GELU of every F16 value, rounded to F16 (kept here widened to F32).</summary>
+    private static readonly Lazy<float[]> GgmlGeluTable = new(() =>
+    {
+        var t = new float[65536];
+        for (int i = 0; i < t.Length; i++)
+        {
+            float f = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            float g = 0.5f * f * (1f + MathF.Tanh(0.79788456080286535587989211986876f * f * (1f + 0.044715f * f * f)));
+            t[i] = (float)(Half)g;
+        }
+        return t;
+    });
 }

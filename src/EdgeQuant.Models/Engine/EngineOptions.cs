@@ -13,9 +13,24 @@ public sealed record EngineOptions
     /// </summary>
     public int MaxBatch { get; init; } = 512;
 
+    /// <summary>
+    /// How GPT-2's GELU is evaluated. <see cref="GeluMode.Exact"/> (default) is the tanh formula in F32;
+    /// <see cref="GeluMode.GgmlF16Table"/> reproduces llama.cpp's CPU backend, which looks GELU up in a table indexed
+    /// by the input rounded to F16 and stores F16 results (GGML_GELU_FP16 in ggml-cpu/vec.h). Only for comparing
+    /// against llama.cpp: that rounding alone moves GPT-2 logits by ~3e-4 relative.
+    /// </summary>
+    public GeluMode Gelu { get; init; } = GeluMode.Exact;
+
     internal void Validate()
     {
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "at least one thread");
         if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, "at least one token per batch");
     }
+}
+
+/// <summary>See <see cref="EngineOptions.Gelu"/>.</summary>
+public enum GeluMode
+{
+    Exact,
+    GgmlF16Table,
 }

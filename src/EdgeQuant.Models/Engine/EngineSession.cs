@@ -215,7 +215,7 @@ public sealed class EngineSession
             else
             {
                 Linear(h, n, blk.Up, up, hooks, shared: false);
-                EngineMath.GeluTanh(up);
+                EngineMath.GeluTanh(up, _engine.Options.Gelu);
             }
             Linear(up, n, blk.Down, x, hooks, shared: false, residual: true);
         }
