@@ -479,6 +479,42 @@ public sealed partial class Tokenizer
         return Encoding.UTF8.GetString(ms.ToArray());
     }
 
+    /// <summary>tokenizer_config.json for <see cref="ToHuggingFaceJson"/>: special tokens, add_bos/add_eos, chat template.</summary>
+    public string ToHuggingFaceConfigJson()
+    {
+        var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("add_bos_token", AddBos);
+            w.WriteBoolean("add_eos_token", AddEos);
+            if (BosId is { } b) w.WriteString("bos_token", _tokens[b]);
+            if (EosId is { } e) w.WriteString("eos_token", _tokens[e]);
+            if (UnknownId is { } u) w.WriteString("unk_token", _tokens[u]);
+            if (PaddingId is { } p) w.WriteString("pad_token", _tokens[p]);
+            if (ChatTemplate is not null) w.WriteString("chat_template", ChatTemplate);
+            w.WriteBoolean("clean_up_tokenization_spaces", false);
+            w.WriteString("tokenizer_class", Kind == TokenizerKind.SentencePiece ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast");
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    /// <summary>Writes tokenizer.json and tokenizer_config.json into a folder (each to a temp file, then renamed).</summary>
+    public void WriteHuggingFace(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        WriteAtomically(System.IO.Path.Combine(folder, "tokenizer.json"), ToHuggingFaceJson());
+        WriteAtomically(System.IO.Path.Combine(folder, "tokenizer_config.json"), ToHuggingFaceConfigJson());
+    }
+
+    private static void WriteAtomically(string path, string content)
+    {
+        var tmp = path + ".tmp-" + Environment.ProcessId;
+        File.WriteAllText(tmp, content, new UTF8Encoding(false));
+        File.Move(tmp, path, overwrite: true);
+    }
+
     private static void WriteReplace(Utf8JsonWriter w, string from, string to)
     {
         w.WriteStartObject();
