@@ -13,6 +13,8 @@ public static class CliApp
 {
     public const string Name = "edgequant";
 
+    public const string InterruptedMessage = "interrupted; nothing further was written";
+
     /// <summary>Help is wrapped at this width when stdout is not a terminal, so piped help and snapshots are stable.</summary>
     public const int RedirectedHelpWidth = 100;
 
@@ -76,7 +78,7 @@ public static class CliApp
         {
             case OperationCanceledException:
                 code = ExitCodes.Interrupted;
-                message = "interrupted; nothing further was written";
+                message = InterruptedMessage;
                 break;
             case EdgeQuantException eq:
                 code = eq.ExitCode;
