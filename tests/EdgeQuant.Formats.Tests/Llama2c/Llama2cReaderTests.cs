@@ -142,6 +142,44 @@ public class Llama2cReaderTests
         Assert.Equal(1 + 5 * 9 + 1, c.Tensors.Count);
     }
 
+    [Fact]
+    public void Mutated_headers_and_lengths_read_cleanly_or_fail_as_bad_input()
+    {
+        var seed = Checkpoint(dim: 8, hidden: 12, layers: 2, heads: 4, kvHeads: 2, vocab: -10, seqLen: 6);
+        var rng = new Random(4242);
+        int clean = 0;
+        for (int iter = 0; iter < 3000; iter++)
+        {
+            var bytes = (byte[])seed.Clone();
+            int field = rng.Next(7);
+            int value = rng.Next(4) switch
+            {
+                0 => rng.Next(-3, 40),
+                1 => BinaryPrimitives.ReadInt32LittleEndian(seed.AsSpan(4 * field)) + rng.Next(-2, 3),
+                2 => -BinaryPrimitives.ReadInt32LittleEndian(seed.AsSpan(4 * field)),
+                _ => rng.Next(int.MinValue, int.MaxValue),
+            };
+            BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4 * field), value);
+            if (rng.Next(3) == 0) bytes = bytes[..rng.Next(bytes.Length + 1)];
+            try
+            {
+                using var c = Read(bytes);
+                foreach (var t in c.Tensors) Assert.Equal(t.ByteLength, c.GetBytes(t).Length);
+                Assert.Equal(bytes.Length, Llama2cReader.ExpectedFileSize(c.Header));
+                clean++;
+            }
+            catch (BadInputException e)
+            {
+                Assert.StartsWith("model.bin: ", e.Message);
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"iteration {iter}: field {field} = {value}, {bytes.Length} bytes: {e.GetType().Name}: {e.Message}");
+            }
+        }
+        Assert.True(clean > 0);
+    }
+
     // ---------------------------------------------------------------- tokenizer.bin
 
     private static byte[] TokenizerBytes(int maxLen, params (float Score, byte[] Text)[] tokens)
