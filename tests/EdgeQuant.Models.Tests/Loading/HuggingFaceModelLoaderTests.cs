@@ -102,6 +102,38 @@ public class HuggingFaceModelLoaderTests
         }
     }
 
+    [Theory]
+    [InlineData(FixtureArch.Llama)]
+    [InlineData(FixtureArch.Gpt2)]
+    public void Bf16_checkpoint_gets_the_same_layout_transforms(FixtureArch arch)
+    {
+        using var dir = new TempDir("hf");
+        var spec = FixtureSpec.Preset(arch, "tiny") with { Untied = true };
+        var r = FixtureMaker.Write(spec, dir.Path, FixtureFormats.Both);
+        // Convert the F32 safetensors to BF16, as most published checkpoints are stored.
+        var path = Path.Combine(r.HuggingFaceDir!, "model.safetensors");
+        var list = new List<(SafetensorsTensorSpec, byte[])>();
+        using (var st = SafetensorsReader.Open(path))
+            foreach (var t in st.Tensors)
+            {
+                var f32 = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(st.GetBytes(t)).ToArray();
+                var bf16 = new byte[f32.Length * 2];
+                HalfConversions.F32ToBF16(f32, bf16);
+                list.Add((new SafetensorsTensorSpec(t.Name, TensorType.BF16, t.Shape), bf16));
+            }
+        SafetensorsWriter.Write(path, list);
+
+        using var hf = ModelLoader.Load(r.HuggingFaceDir!);
+        using var gguf = ModelLoader.Load(r.GgufPath!);
+        foreach (var g in gguf.Tensors)
+        {
+            var h = hf.Get(g.Name);
+            Assert.Equal(TensorType.BF16, h.Type);
+            var expected = g.ToFloat32().Select(v => BitConverter.UInt32BitsToSingle((uint)HalfConversions.F32ToBF16(v) << 16)).ToArray();
+            Assert.Equal(expected, h.ToFloat32());
+        }
+    }
+
     [Fact]
     public void Config_errors_surface_with_the_config_path()
     {
