@@ -6,9 +6,9 @@ namespace EdgeQuant.Core.Kernels;
 /// <summary>
 /// Single-precision GEMM for the engine: activations [tokens x in] times weights stored [out x in] (C = A·Bᵀ), plus the
 /// plain C = A·B form. Goto/BLIS structure: B is packed into Nr-wide column panels (once, for weights: see
-/// <see cref="PackedMatrix"/>), A into Mr-tall row panels per (Mc x Kc) block, and a register-blocked micro-kernel
-/// (<see cref="GemmKernel"/>) computes each Mr x Nr tile. Work is split across the kernel pool by rows or by column
-/// panels, whichever balances better. Accumulation is in float with FMA (what OpenBLAS and ggml do too).
+/// <see cref="PackedMatrix"/>), A into Mr-tall row panels once per call, and a register-blocked micro-kernel
+/// (<see cref="GemmKernel"/>) computes each Mr x Nr tile. Work is handed to the kernel pool as (row block x
+/// column-panel group) tasks. Accumulation is in float with FMA (what OpenBLAS and ggml do too).
 /// </summary>
 public static unsafe class Sgemm
 {
@@ -115,103 +115,131 @@ public static unsafe class Sgemm
     private static void Run(float* a, int lda, PackedMatrix w, float* c, int ldc, int m, bool accumulate, int threads)
     {
         GemmKernel kernel = w.Kernel;
-        int mPanels = (m + kernel.Mr - 1) / kernel.Mr;
-        long work = (long)m * w.N * w.K;
-        int parts = Parts(threads, Math.Max(mPanels, w.Panels), work, MinWorkPerThread);
-        // Split the dimension whose panels divide more evenly (a partial panel costs a whole one); ties go to
-        // column panels, which halves the B traffic per thread instead of sharing all of B.
-        bool splitRows = parts > 1 && (w.Panels < parts || Imbalance(mPanels, parts) < Imbalance(w.Panels, parts));
-        var job = new GemmJob(a, lda, w, c, ldc, m, accumulate, parts, splitRows);
-        KernelThreadPool.Run(job, parts);
+        int mr = kernel.Mr, k = w.K;
+        int mPanels = (m + mr - 1) / mr;
+        int parts = Parts(threads, Math.Max(mPanels, w.Panels), (long)m * w.N * k, MinWorkPerThread);
+
+        // Equal K blocks (a last block of 64 after 512 would pay the per-call costs for little work); multiples of 4
+        // keep packed rows 16-byte aligned. The A block of one task (mc x kc) is sized for L2.
+        int kBlocks = (k + kernel.Kc - 1) / kernel.Kc;
+        int kcStep = Math.Min(kernel.Kc, ((k + kBlocks - 1) / kBlocks + 3) & ~3);
+        int mcStep = Math.Clamp(GemmKernel.ABlockBudget / kcStep / mr * mr, mr, kernel.Mc);
+
+        // All of A is packed once, shared by every task: [mPanels][K][Mr], so a task's k-block of an A panel is the
+        // contiguous run at k0·Mr. Packing per task instead would repeat M·K copies for every column group.
+        long aLength = (long)mPanels * k * mr;
+        float[] aBuffer = RentScratch(aLength + 16);
+        try
+        {
+            float* aPacked = Align64((float*)Unsafe.AsPointer(ref aBuffer[0]));
+            KernelThreadPool.Run(new PackAJob(a, lda, m, k, mr, aPacked, Parts(parts, mPanels, (long)m * k, 1 << 16)), Parts(parts, mPanels, (long)m * k, 1 << 16));
+
+            // Tasks are (row block x column-panel group) tiles, each covering every K block of its C tile, so no two
+            // threads ever touch the same C element and the order is free. Threads take tasks from a shared counter:
+            // on a shared machine a descheduled thread then delays only its current task, not a fixed half.
+            int mBlocks = (m + mcStep - 1) / mcStep;
+            int wantTasks = parts == 1 ? 1 : 4 * parts;
+            int group = Math.Max(1, (w.Panels * mBlocks + wantTasks - 1) / wantTasks);
+            int nGroups = (w.Panels + group - 1) / group;
+            var job = new GemmJob(aPacked, w, c, ldc, m, accumulate, kcStep, mcStep, group, mBlocks, nGroups);
+            KernelThreadPool.Run(job, parts);
+        }
+        finally
+        {
+            ReturnScratch(aBuffer);
+        }
     }
 
-    private static double Imbalance(int units, int parts) => (double)((units + parts - 1) / parts) * parts / units;
+    // One pinned A-packing buffer kept between calls (allocating and first-touching MiBs per call is measurable).
+    private static float[]? aScratch;
+    private const long ScratchKeepLimit = 16L << 20;
 
-    private sealed class GemmJob(float* a, int lda, PackedMatrix w, float* c, int ldc, int m, bool accumulate, int parts, bool splitRows) : IParallelWork
+    private static float[] RentScratch(long length)
     {
-        [ThreadStatic] private static float[]? packBuffer;
+        if (length > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(length), length, "A is too large to pack in one array");
+        float[]? cached = Interlocked.Exchange(ref aScratch, null);
+        return cached is not null && cached.Length >= length ? cached : GC.AllocateUninitializedArray<float>((int)length, pinned: true);
+    }
+
+    private static void ReturnScratch(float[] buffer)
+    {
+        if (buffer.Length <= ScratchKeepLimit) Interlocked.Exchange(ref aScratch, buffer);
+    }
+
+    /// <summary>Rows of A into Mr-tall panels, k-major inside a panel; rows past M are zero.</summary>
+    private sealed class PackAJob(float* a, int lda, int m, int k, int mr, float* dst, int parts) : IParallelWork
+    {
+        public void Execute(int part)
+        {
+            Split((m + mr - 1) / mr, parts, part, out int i0, out int i1);
+            for (int ip = i0; ip < i1; ip++)
+            {
+                float* panel = dst + (long)ip * k * mr;
+                int rows = Math.Min(mr, m - ip * mr);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* src = a + (long)(ip * mr + r) * lda;
+                    for (int kk = 0; kk < k; kk++) panel[(long)kk * mr + r] = src[kk];
+                }
+                for (int r = rows; r < mr; r++)
+                    for (int kk = 0; kk < k; kk++) panel[(long)kk * mr + r] = 0;
+            }
+        }
+    }
+
+    private sealed class GemmJob(float* aPacked, PackedMatrix w, float* c, int ldc, int m, bool accumulate,
+        int kcStep, int mcStep, int group, int mBlocks, int nGroups) : IParallelWork
+    {
+        private int nextTask = -1;
 
         public void Execute(int part)
         {
-            GemmKernel kernel = w.Kernel;
-            int row0 = 0, row1 = m, panel0 = 0, panel1 = w.Panels;
-            if (splitRows)
+            int tasks = mBlocks * nGroups;
+            for (int t = Interlocked.Increment(ref nextTask); t < tasks; t = Interlocked.Increment(ref nextTask))
             {
-                Split((m + kernel.Mr - 1) / kernel.Mr, parts, part, out int i0, out int i1);
-                row0 = i0 * kernel.Mr;
-                row1 = Math.Min(m, i1 * kernel.Mr);
+                int mb = t / nGroups, g = t % nGroups;
+                int row0 = mb * mcStep, row1 = Math.Min(m, row0 + mcStep);
+                int panel0 = g * group, panel1 = Math.Min(w.Panels, panel0 + group);
+                Compute(row0, row1, panel0, panel1);
             }
-            else
-            {
-                Split(w.Panels, parts, part, out panel0, out panel1);
-            }
-            if (row0 >= row1 || panel0 >= panel1) return;
-            int need = kernel.Mc * kernel.Kc + 16;
-            if (packBuffer is null || packBuffer.Length < need) packBuffer = GC.AllocateUninitializedArray<float>(need, pinned: true);
-            float* aPack = Align64((float*)Unsafe.AsPointer(ref packBuffer[0]));
-            Compute(kernel, row0, row1, panel0, panel1, aPack);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Compute(GemmKernel kernel, int row0, int row1, int panel0, int panel1, float* aPack)
+        private void Compute(int row0, int row1, int panel0, int panel1)
         {
+            GemmKernel kernel = w.Kernel;
             int mr = kernel.Mr, nr = kernel.Nr, n = w.N, k = w.K;
             float* tile = stackalloc float[mr * nr];
             float* bData = w.Data;
-            // Equal K blocks (a last block of 64 after 512 would pay the per-call costs for little work); multiples
-            // of 4 keep packed rows 16-byte aligned.
-            int kBlocks = (k + kernel.Kc - 1) / kernel.Kc;
-            int kcStep = Math.Min(kernel.Kc, ((k + kBlocks - 1) / kBlocks + 3) & ~3);
-            int mcStep = Math.Clamp(GemmKernel.ABlockBudget / kcStep / mr * mr, mr, kernel.Mc);
             for (int k0 = 0; k0 < k; k0 += kcStep)
             {
                 int kc = Math.Min(kcStep, k - k0);
                 bool acc = accumulate || k0 > 0;
-                for (int mb = row0; mb < row1; mb += mcStep)
+                for (int p = panel0; p < panel1; p++)
                 {
-                    int mc = Math.Min(mcStep, row1 - mb);
-                    PackA(a + (long)mb * lda + k0, lda, mc, kc, mr, aPack);
-                    for (int p = panel0; p < panel1; p++)
+                    // This B micro-panel stays in L1 while the block's A panels stream past it from L2.
+                    float* bPanel = bData + ((long)p * k + k0) * nr;
+                    int col = p * nr, cols = Math.Min(nr, n - col);
+                    for (int row = row0; row < row1; row += mr)
                     {
-                        float* bPanel = bData + ((long)p * k + k0) * nr;
-                        int col = p * nr, cols = Math.Min(nr, n - col);
-                        for (int ip = 0; ip < mc; ip += mr)
+                        int rows = Math.Min(mr, row1 - row);
+                        float* aPanel = aPacked + ((long)(row / mr) * k + k0) * mr;
+                        float* cTile = c + (long)row * ldc + col;
+                        if (rows == mr && cols == nr)
                         {
-                            int rows = Math.Min(mr, mc - ip);
-                            float* cTile = c + (long)(mb + ip) * ldc + col;
-                            if (rows == mr && cols == nr)
-                            {
-                                kernel.Micro(aPack + (long)ip * kc, bPanel, kc, cTile, ldc, acc);
-                                continue;
-                            }
-                            kernel.Micro(aPack + (long)ip * kc, bPanel, kc, tile, nr, false);
-                            for (int r = 0; r < rows; r++)
-                            {
-                                float* dst = cTile + (long)r * ldc;
-                                float* src = tile + r * nr;
-                                if (acc) for (int j = 0; j < cols; j++) dst[j] += src[j];
-                                else for (int j = 0; j < cols; j++) dst[j] = src[j];
-                            }
+                            kernel.Micro(aPanel, bPanel, kc, cTile, ldc, acc);
+                            continue;
+                        }
+                        kernel.Micro(aPanel, bPanel, kc, tile, nr, false);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float* dst = cTile + (long)r * ldc;
+                            float* src = tile + r * nr;
+                            if (acc) for (int j = 0; j < cols; j++) dst[j] += src[j];
+                            else for (int j = 0; j < cols; j++) dst[j] = src[j];
                         }
                     }
                 }
-            }
-        }
-
-        /// <summary>Rows of A into Mr-tall panels, k-major inside a panel; rows past the block are zero.</summary>
-        private static void PackA(float* a, int lda, int mc, int kc, int mr, float* dst)
-        {
-            for (int ip = 0; ip < mc; ip += mr)
-            {
-                float* panel = dst + (long)ip * kc;
-                int rows = Math.Min(mr, mc - ip);
-                for (int r = 0; r < rows; r++)
-                {
-                    float* src = a + (long)(ip + r) * lda;
-                    for (int kk = 0; kk < kc; kk++) panel[kk * mr + r] = src[kk];
-                }
-                for (int r = rows; r < mr; r++)
-                    for (int kk = 0; kk < kc; kk++) panel[kk * mr + r] = 0;
             }
         }
     }

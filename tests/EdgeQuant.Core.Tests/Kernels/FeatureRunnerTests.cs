@@ -33,7 +33,15 @@ public class FeatureRunnerTests
         Task<string> stderr = process.StandardError.ReadToEndAsync();
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"feature runner did not finish in 5 minutes under {environment}");
+        }
         string output = await stdout + await stderr;
         string features = output.Split('\n').FirstOrDefault(l => l.StartsWith("features:", StringComparison.Ordinal)) ?? "";
         foreach (string flag in expectedFeatures.Split(' '))
