@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace EdgeQuant.Core.Kernels;
 
@@ -135,8 +137,50 @@ public sealed unsafe class PackedMatrix
     /// </summary>
     private static void PackPanel(float* w, int ldw, int rows, int k, int nr, float* panel)
     {
+        int kDone = 0;
+        if (Avx.IsSupported && nr % 8 == 0)
+        {
+            // 8x8 register transposes: 8 row loads, 24 shuffles and 8 stores per 64 elements instead of 64 scalar
+            // load/store pairs. Packing a large W is bound by reading W from memory either way; this mostly helps
+            // the per-call packing of cache-resident operands (MultiplyTransposedB on activations).
+            kDone = k & ~7;
+            Vector256<float> zero = Vector256<float>.Zero;
+            for (int g = 0; g < nr; g += 8)
+            {
+                float* src = w + (long)g * ldw;
+                int valid = Math.Clamp(rows - g, 0, 8);
+                for (int k0 = 0; k0 < kDone; k0 += 8)
+                {
+                    Vector256<float> r0 = valid > 0 ? Avx.LoadVector256(src + k0) : zero;
+                    Vector256<float> r1 = valid > 1 ? Avx.LoadVector256(src + ldw + k0) : zero;
+                    Vector256<float> r2 = valid > 2 ? Avx.LoadVector256(src + 2L * ldw + k0) : zero;
+                    Vector256<float> r3 = valid > 3 ? Avx.LoadVector256(src + 3L * ldw + k0) : zero;
+                    Vector256<float> r4 = valid > 4 ? Avx.LoadVector256(src + 4L * ldw + k0) : zero;
+                    Vector256<float> r5 = valid > 5 ? Avx.LoadVector256(src + 5L * ldw + k0) : zero;
+                    Vector256<float> r6 = valid > 6 ? Avx.LoadVector256(src + 6L * ldw + k0) : zero;
+                    Vector256<float> r7 = valid > 7 ? Avx.LoadVector256(src + 7L * ldw + k0) : zero;
+                    Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1);
+                    Vector256<float> t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+                    Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5);
+                    Vector256<float> t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+                    Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE);
+                    Vector256<float> u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+                    Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE);
+                    Vector256<float> u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+                    float* dst = panel + (long)k0 * nr + g;
+                    Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+                    Avx.Store(dst + nr, Avx.Permute2x128(u1, u5, 0x20));
+                    Avx.Store(dst + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
+                    Avx.Store(dst + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
+                    Avx.Store(dst + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
+                    Avx.Store(dst + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
+                    Avx.Store(dst + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
+                    Avx.Store(dst + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
+                }
+            }
+        }
         const int KChunk = 64;
-        for (int k0 = 0; k0 < k; k0 += KChunk)
+        for (int k0 = kDone; k0 < k; k0 += KChunk)
         {
             int kc = Math.Min(KChunk, k - k0);
             for (int j = 0; j < rows; j++)
