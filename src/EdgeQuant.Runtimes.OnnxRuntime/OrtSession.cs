@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using EdgeQuant.Core.Errors;
@@ -10,7 +11,8 @@ namespace EdgeQuant.Runtimes.OnnxRuntime;
 public sealed unsafe class OrtSession : IDisposable
 {
     private readonly OrtSessionHandle _handle;
-    private readonly byte[][] _outputNamesUtf8;
+    private readonly string[] _outputNames;
+    private readonly Dictionary<string, byte[]> _names = new(StringComparer.Ordinal);
     private long _lastRunTicks;
 
     private OrtSession(OrtSessionHandle handle, string source)
@@ -19,7 +21,7 @@ public sealed unsafe class OrtSession : IDisposable
         Source = source;
         Inputs = ReadNodes(input: true);
         Outputs = ReadNodes(input: false);
-        _outputNamesUtf8 = Outputs.Select(o => Utf8Z(o.Name)).ToArray();
+        _outputNames = Outputs.Select(o => o.Name).ToArray();
     }
 
     /// <summary>The model file, or "(bytes)" for a model loaded from memory.</summary>
@@ -129,20 +131,44 @@ public sealed unsafe class OrtSession : IDisposable
     /// </summary>
     public OrtRunResult Run(IReadOnlyList<KeyValuePair<string, OrtValue>> inputs, IReadOnlyList<string>? outputNames = null)
     {
-        var api = OrtApi.Instance;
-        int nIn = inputs.Count;
-        byte[][] outNames = outputNames is null ? _outputNamesUtf8 : outputNames.Select(Utf8Z).ToArray();
-        int nOut = outNames.Length;
-        if (nOut == 0) throw new ArgumentException("no outputs requested", nameof(outputNames));
+        var names = outputNames?.ToArray() ?? _outputNames;
+        if (names.Length == 0) throw new ArgumentException("no outputs requested", nameof(outputNames));
+        // A fresh zeroed array every call: ORT treats non-NULL entries as caller-preallocated outputs.
+        var outValues = new IntPtr[names.Length];
+        long elapsed = RunCore(inputs, names, outValues, preallocated: null);
+        var values = new OrtValue[names.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            var h = new OrtValueHandle();
+            h.SetPointer(outValues[i]);
+            values[i] = new OrtValue(h);
+        }
+        return new OrtRunResult(names, values, Stopwatch.GetElapsedTime(0, elapsed));
+    }
 
-        var inNames = new byte[nIn][];
+    /// <summary>
+    /// Runs the model writing into caller-made output tensors (for example over pinned managed arrays from
+    /// <see cref="OrtValue.CreateTensor{T}(T[], ReadOnlySpan{long}, OrtElementType?)"/>); each must have the exact
+    /// type and shape the model produces, or ORT fails the run. Returns the wall time of the native call.
+    /// </summary>
+    public TimeSpan RunInto(IReadOnlyList<KeyValuePair<string, OrtValue>> inputs, IReadOnlyList<KeyValuePair<string, OrtValue>> outputs)
+    {
+        if (outputs.Count == 0) throw new ArgumentException("no outputs given", nameof(outputs));
+        var names = outputs.Select(o => o.Key).ToArray();
+        var outValues = new IntPtr[names.Length];
+        return Stopwatch.GetElapsedTime(0, RunCore(inputs, names, outValues, outputs.Select(o => o.Value).ToArray()));
+    }
+
+    /// <summary>The native Run: references every handle involved, pins every name, converts the status once.</summary>
+    private long RunCore(IReadOnlyList<KeyValuePair<string, OrtValue>> inputs, string[] outputNames, IntPtr[] outValues, OrtValue[]? preallocated)
+    {
+        var api = OrtApi.Instance;
+        int nIn = inputs.Count, nOut = outputNames.Length;
         var inValues = new IntPtr[nIn];
-        var pins = new GCHandle[nIn + nOut];
         var inNamePtrs = new IntPtr[nIn];
         var outNamePtrs = new IntPtr[nOut];
-        // A fresh zeroed array every call: ORT treats non-NULL entries as caller-preallocated outputs.
-        var outValues = new IntPtr[nOut];
         var added = new bool[nIn];
+        var outAdded = new bool[nOut];
         bool sessionRef = false;
         long elapsed;
         try
@@ -150,17 +176,20 @@ public sealed unsafe class OrtSession : IDisposable
             _handle.DangerousAddRef(ref sessionRef);
             for (int i = 0; i < nIn; i++)
             {
-                inNames[i] = Utf8Z(inputs[i].Key);
                 var h = inputs[i].Value.Handle;
                 h.DangerousAddRef(ref added[i]);
                 inValues[i] = h.DangerousGetHandle();
-                pins[i] = GCHandle.Alloc(inNames[i], GCHandleType.Pinned);
-                inNamePtrs[i] = pins[i].AddrOfPinnedObject();
+                inNamePtrs[i] = NamePointer(inputs[i].Key);
             }
             for (int i = 0; i < nOut; i++)
             {
-                pins[nIn + i] = GCHandle.Alloc(outNames[i], GCHandleType.Pinned);
-                outNamePtrs[i] = pins[nIn + i].AddrOfPinnedObject();
+                outNamePtrs[i] = NamePointer(outputNames[i]);
+                if (preallocated is not null)
+                {
+                    var h = preallocated[i].Handle;
+                    h.DangerousAddRef(ref outAdded[i]);
+                    outValues[i] = h.DangerousGetHandle();
+                }
             }
             IntPtr status;
             fixed (IntPtr* pInNames = inNamePtrs)
@@ -175,27 +204,40 @@ public sealed unsafe class OrtSession : IDisposable
             }
             if (status != IntPtr.Zero)
             {
-                foreach (var v in outValues) if (v != IntPtr.Zero) api.ReleaseValue(v);
+                // Values ORT created before failing are ours to free; caller-made outputs stay the caller's.
+                if (preallocated is null)
+                    foreach (var v in outValues) if (v != IntPtr.Zero) api.ReleaseValue(v);
                 OrtStatus.Check(status, "Run");
             }
         }
         finally
         {
-            foreach (var p in pins) if (p.IsAllocated) p.Free();
             for (int i = 0; i < nIn; i++) if (added[i]) inputs[i].Value.Handle.DangerousRelease();
+            for (int i = 0; i < nOut; i++) if (outAdded[i]) preallocated![i].Handle.DangerousRelease();
             if (sessionRef) _handle.DangerousRelease();
         }
         Interlocked.Exchange(ref _lastRunTicks, elapsed);
+        return elapsed;
+    }
 
-        var values = new OrtValue[nOut];
-        for (int i = 0; i < nOut; i++)
+    /// <summary>
+    /// A NUL-terminated UTF-8 copy of a name on the pinned object heap, made once per distinct name and kept for
+    /// the session's life (names are few: the model's inputs and outputs, plus any wrong ones a caller tries). The
+    /// dictionary keeps each array reachable, so the pointer stays valid during the native call.
+    /// </summary>
+    private IntPtr NamePointer(string name)
+    {
+        lock (_names)
         {
-            var h = new OrtValueHandle();
-            h.SetPointer(outValues[i]);
-            values[i] = new OrtValue(h);
+            if (!_names.TryGetValue(name, out var bytes))
+            {
+                var utf8 = Utf8Z(name);
+                bytes = GC.AllocateArray<byte>(utf8.Length, pinned: true);
+                utf8.CopyTo(bytes, 0);
+                _names[name] = bytes;
+            }
+            return (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(bytes));
         }
-        var names = outputNames?.ToArray() ?? Outputs.Select(o => o.Name).ToArray();
-        return new OrtRunResult(names, values, Stopwatch.GetElapsedTime(0, elapsed));
     }
 
     /// <summary>Runs with inputs given as (name, value) pairs.</summary>

@@ -84,6 +84,28 @@ public sealed class OrtSessionTests
     }
 
     [OnnxRuntimeFact]
+    public void Outputs_can_be_written_into_caller_made_tensors_over_managed_memory()
+    {
+        using var session = OrtSession.FromBytes(OrtTestModels.Add());
+        float[] a = [1, 2, 3, 4, 5, 6];
+        float[] b = [0.5f, 0.25f, -3, 8, 1e6f, -6];
+        var z = new float[6];
+        Array.Fill(z, float.NaN);
+        using var x = OrtValue.CreateTensor(a, [2, 3]);
+        using var y = OrtValue.CreateTensor(b, [2, 3]);
+        using var zv = OrtValue.CreateTensor(z, [2, 3]);
+        var elapsed = session.RunInto([KeyValuePair.Create("x", x), KeyValuePair.Create("y", y)], [KeyValuePair.Create("z", zv)]);
+        Assert.Equal(a.Zip(b, (p, q) => p + q).ToArray(), z);
+        Assert.True(elapsed > TimeSpan.Zero);
+
+        using var wrong = OrtValue.CreateTensor(new float[4], [2, 2]);
+        var e = Assert.Throws<OrtException>(() => session.RunInto([KeyValuePair.Create("x", x), KeyValuePair.Create("y", y)], [KeyValuePair.Create("z", wrong)]));
+        Assert.Equal("Run", e.Operation);
+        // The caller's output survived the failed run and is still usable.
+        Assert.Equal(4, wrong.GetTensorData<float>().Length);
+    }
+
+    [OnnxRuntimeFact]
     public void Session_settings_are_applied_and_the_optimized_model_is_written()
     {
         using var dir = new TempDir();
