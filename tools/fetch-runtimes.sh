@@ -98,7 +98,7 @@ native="$root/runtimes/$rid/native"
 stamp="$native/.edgequant-stamp"
 want_stamp="rid=$rid onnxruntime-node@$ORT_VERSION @node-llama-cpp/$rid@$LLAMA_VERSION"
 
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_stamp" ] || [ ! -e "$native/libonnxruntime.so.1" ] || [ ! -e "$native/libllama.so" ]; then
   ort_tgz=$(fetch "onnxruntime-node@$ORT_VERSION")
   llama_tgz=$(fetch "@node-llama-cpp/$rid@$LLAMA_VERSION")
   tmp=$(mktemp -d)
