@@ -9,6 +9,7 @@ public sealed record LlamaRuntimeInfo(
     string? Directory,
     string LlamaPath,
     NativeLibrarySource Source,
+    string LlamaVersion,
     string GgmlVersion,
     string GgmlCommit,
     string? CpuVariant,
@@ -67,7 +68,7 @@ public static class LlamaLibrary
                     $"beside it suits this CPU. Run `make runtimes` to restore the complete set of libraries.", [dir ?? llama.Path]);
 
             var (variant, variantPath) = FindLoadedCpuVariant();
-            _info = new LlamaRuntimeInfo(dir, llama.Path, llama.Source, Str(GgmlNative.ggml_version()), Str(GgmlNative.ggml_commit()),
+            _info = new LlamaRuntimeInfo(dir, llama.Path, llama.Source, Str(LlamaNative.llama_version()), Str(GgmlNative.ggml_version()), Str(GgmlNative.ggml_commit()),
                 variant, variantPath, devices, Str(LlamaNative.llama_print_system_info()).Trim());
             return _info;
         }

@@ -32,27 +32,22 @@ public sealed class LlamaPerplexityTests
     }
 
     [LlamaCppFact(LlamaTestData.Stories260K, LlamaTestData.TinyStories)]
-    public void Stories260K_default_settings_give_llama_perplexity_figure()
+    public void Stories260K_gives_llama_perplexity_figure_and_counts()
     {
         var (model, tokens) = Load(SharedData.Require(LlamaTestData.Stories260K));
         using var _ = model;
         Assert.Equal(100_707, tokens.Length);
 
-        // llama.cpp's defaults: F16 KV cache, flash attention auto.
-        var r = Run(model, tokens, new LlamaContextOptions { ContextSize = 256, Threads = 1 });
+        // Fully F32 (F32 KV cache, no flash attention): 6.0481 in REFERENCE.md, and within the tolerance of the
+        // default-settings figure 6.0482 too. The defaults (F16 KV, flash attention auto) cost about three times as
+        // much on the CPU, so they are measured once, end to end, by the eval CLI test.
+        var r = Run(model, tokens, LlamaContextOptions.FullPrecision(256, threads: 1));
         Assert.Equal(393, r.Chunks);
         Assert.Equal(49_911, r.ScoredTokens);
+        Assert.Equal(100_707, r.TextTokens);
+        Assert.InRange(r.Perplexity, 6.0481 * (1 - RelativeTolerance), 6.0481 * (1 + RelativeTolerance));
         Assert.InRange(r.Perplexity, 6.0482 * (1 - RelativeTolerance), 6.0482 * (1 + RelativeTolerance));
         Assert.InRange(r.Uncertainty, 0.0706, 0.0708);
-    }
-
-    [LlamaCppFact(LlamaTestData.Stories260K, LlamaTestData.TinyStories)]
-    public void Stories260K_full_precision_gives_the_f32_figure()
-    {
-        var (model, tokens) = Load(SharedData.Require(LlamaTestData.Stories260K));
-        using var _ = model;
-        var r = Run(model, tokens, LlamaContextOptions.FullPrecision(256, threads: 1));
-        Assert.InRange(r.Perplexity, 6.0481 * (1 - RelativeTolerance), 6.0481 * (1 + RelativeTolerance));
     }
 
     [LlamaCppFact(LlamaTestData.Stories260K, LlamaTestData.TinyStories)]
@@ -70,7 +65,8 @@ public sealed class LlamaPerplexityTests
             var (model, tokens) = Load(output);
             using var _ = model;
             Assert.Equal(type, model.FileType);
-            var r = Run(model, tokens, new LlamaContextOptions { ContextSize = 256, Threads = 1 });
+            // REFERENCE.md measured these with llama.cpp's defaults (F16 KV); F32 KV moves them far less than the tolerance.
+            var r = Run(model, tokens, LlamaContextOptions.FullPrecision(256, threads: 1));
             Assert.InRange(r.Perplexity, expected * (1 - RelativeTolerance), expected * (1 + RelativeTolerance));
         }
     }
