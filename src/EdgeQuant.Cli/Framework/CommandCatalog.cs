@@ -1,6 +1,8 @@
 using System.CommandLine;
+using EdgeQuant.Cli.Commands.Eval;
 using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Inspect;
+using EdgeQuant.Cli.Commands.Runtimes;
 using EdgeQuant.Cli.Commands.Tokenize;
 
 namespace EdgeQuant.Cli.Framework;
@@ -16,5 +18,7 @@ public static class CommandCatalog
         context => new InspectCommandDefinition(context),
         context => new GenerateCommandDefinition(context),
         context => new TokenizeCommandDefinition(context),
+        context => new EvalCommandDefinition(context),
+        context => new RuntimesCommandDefinition(context),
     ];
 }
