@@ -57,6 +57,7 @@ public sealed class GgufFile : IDisposable
     private readonly Dictionary<string, GgufKeyValue> _byKey;
     private readonly Dictionary<string, GgufTensorInfo> _byName;
     private readonly bool _ownsFile;
+    private int _disposed;
 
     internal GgufFile(MappedFile file, bool ownsFile, uint version, IReadOnlyList<GgufKeyValue> metadata,
         IReadOnlyList<GgufTensorInfo> tensors, uint alignment, long infosEnd, long dataOffset)
@@ -114,8 +115,9 @@ public sealed class GgufFile : IDisposable
     public ReadOnlySpan<byte> TensorData(string name) =>
         TensorData(FindTensor(name) ?? throw new BadInputException($"{Path}: tensor '{name}' is missing"));
 
+    /// <summary>Releases the mapping when this file owns it; safe to call more than once (a Model may own it too).</summary>
     public void Dispose()
     {
-        if (_ownsFile) File.Dispose();
+        if (_ownsFile && Interlocked.Exchange(ref _disposed, 1) == 0) File.Dispose();
     }
 }

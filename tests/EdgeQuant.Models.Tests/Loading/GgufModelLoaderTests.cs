@@ -148,4 +148,48 @@ public class GgufModelLoaderTests
         Assert.Contains("llama.attention.head_count_kv", e.Message);
         Assert.Contains("byte offset", e.Message);
     }
+
+    [Fact]
+    public void Mutated_model_files_load_or_fail_with_BadInputException()
+    {
+        // A seeded mutator over a complete small model (hyperparameters, tokenizer, tensors): whatever the reader
+        // accepts, the loader must turn into a model or reject as bad input, never crash on a key of the wrong type,
+        // a count that disagrees with the vocabulary or a shape that contradicts the config.
+        using var dir = new TempDir();
+        var seed = File.ReadAllBytes(WriteModel(dir, "llama", withOutput: true, withBias: true,
+            [new("tokenizer.ggml.scores", GgufValue.Array(new[] { 0f, -1f, -2f, -3f })), new("llama.attention.head_count_kv", 1u)]));
+        var rng = new Random(424242);
+        int loaded = 0, rejected = 0;
+        for (int it = 0; it < 2000; it++)
+        {
+            var bytes = (byte[])seed.Clone();
+            int n = 1 + rng.Next(3);
+            for (int m = 0; m < n; m++)
+            {
+                int pos = rng.Next(bytes.Length);
+                if (rng.Next(3) == 0) bytes[pos] ^= (byte)(1 << rng.Next(8));
+                else if (pos + 4 <= bytes.Length) BitConverter.TryWriteBytes(bytes.AsSpan(pos), new[] { 0u, 1u, 2u, 3u, 4u, 5u, 6u, 8u, 9u, 0xFFFFFFFFu }[rng.Next(10)]);
+            }
+            try
+            {
+                using var file = GgufReader.Read(Formats.IO.MappedFile.FromBytes(bytes, "mutant.gguf"), ownsFile: true);
+                try
+                {
+                    using var model = GgufModelLoader.Load(file);
+                    foreach (var t in model.Tensors) _ = t.ToFloat32();
+                    loaded++;
+                }
+                catch (BadInputException e)
+                {
+                    Assert.Contains("mutant.gguf", e.Message);
+                    rejected++;
+                }
+            }
+            catch (FileFormatException)
+            {
+                rejected++;
+            }
+        }
+        Assert.True(loaded > 100 && rejected > 100, $"loaded {loaded}, rejected {rejected}");
+    }
 }
