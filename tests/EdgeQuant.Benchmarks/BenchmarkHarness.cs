@@ -18,15 +18,24 @@ public sealed class BenchmarkRegistry
             return 2;
         }
         Console.WriteLine($"# EdgeQuant benchmarks  {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC  {Environment.ProcessorCount} CPUs  .NET {Environment.Version}  load average {Measure.LoadAverage()}");
+        var failed = new List<string>();
         foreach (var (name, run) in chosen)
         {
             Console.WriteLine();
             Console.WriteLine($"## {name}");
-            run();
+            // One suite's missing runtime or bug must not hide the others' figures; the exit code still says so.
+            try { run(); }
+            catch (Exception e)
+            {
+                failed.Add(name);
+                Console.WriteLine($"SUITE FAILED: {e.GetType().Name}: {e.Message}");
+            }
         }
         Console.WriteLine();
         Console.WriteLine($"peak RSS: {Measure.PeakRssMiB():F0} MiB   load average at end: {Measure.LoadAverage()}");
-        return 0;
+        if (failed.Count == 0) return 0;
+        Console.Error.WriteLine($"failed suites: {string.Join(", ", failed)}");
+        return 1;
     }
 }
 
