@@ -7,4 +7,6 @@ var suites = new BenchmarkRegistry();
 suites.Add("kernels.gemm", KernelBenchmarks.Gemm);
 suites.Add("kernels.gemv", KernelBenchmarks.Gemv);
 suites.Add("kernels.elementwise", KernelBenchmarks.Elementwise);
+suites.Add("engine.prefill", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Prefill);
+suites.Add("engine.decode", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Decode);
 return suites.Run(args);

@@ -27,6 +27,25 @@ public sealed class EngineLogitsRunner : ILogitsRunner
         return new EngineLogitsRunner(ReferenceEngine.Load(model, options, cancellationToken), contextLength);
     }
 
+    /// <summary>
+    /// What <c>eval --runtime engine</c> needs: the runner plus the text tokenized as llama-perplexity does with the
+    /// model's own tokenizer (BOS when the vocabulary adds it, no special-token parsing), and the BOS id each chunk
+    /// starts with (null when the vocabulary adds none).
+    /// </summary>
+    /// <param name="tokenizerPath">llama2.c only: its tokenizer.bin (default: beside the checkpoint).</param>
+    public static (EngineLogitsRunner Runner, int[] Tokens, int? Bos) OpenForText(string modelPath, string text, int contextLength,
+        int threads, string? tokenizerPath = null, CancellationToken cancellationToken = default)
+    {
+        using var model = ModelLoader.Load(modelPath, tokenizerPath);
+        if (model.Tokenizer is null)
+            throw new Core.Errors.BadInputException($"{modelPath}: the model carries no tokenizer, so the text cannot be tokenized");
+        var tokenizer = Tokenizers.Tokenizer.FromData(model.Tokenizer);
+        var tokens = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
+        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = threads }, cancellationToken);
+        return (new EngineLogitsRunner(engine, contextLength) { CancellationToken = cancellationToken }, tokens,
+            tokenizer.AddBos ? tokenizer.BosId : null);
+    }
+
     public ReferenceEngine Engine { get; }
 
     public string Name { get; }
