@@ -35,10 +35,26 @@ public sealed partial class Tokenizer
     public static Tokenizer FromGguf(GgufFile file) => FromSpec(SpecFromGguf(file.Path, k => file.FindEntry(k) is { } e ? (e.Value, e.Offset) : null));
 
     /// <summary>
+    /// The tokenizer of a loaded model: from the GGUF key/values when the model came from GGUF (so general.name and
+    /// add_space_prefix count, as in llama.cpp), from its tokenizer.json when it came from an HF folder (added-token
+    /// flags count), from <see cref="Model.Tokenizer"/> otherwise.
+    /// </summary>
+    public static Tokenizer FromModel(Model model)
+    {
+        var data = model.Tokenizer ?? throw new BadInputException($"{model.Provenance.SourcePath}: the model has no tokenizer");
+        if (model.Metadata.TryGetValue(GgufTokenizerKeys.Model, out var m) && m is GgufValue)
+            return FromSpec(SpecFromGguf(model.Provenance.SourcePath,
+                k => model.Metadata.TryGetValue(k, out var v) && v is GgufValue g ? (g, (long?)null) : null));
+        if (data.SourcePath.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && File.Exists(data.SourcePath))
+            return FromHuggingFace(data.SourcePath);
+        return FromData(data);
+    }
+
+    /// <summary>
     /// A tokenizer spec from GGUF key/values; <paramref name="find"/> returns a key's value and its byte offset (for
     /// messages), or null when absent. Wrong value types are reported naming the key and offset.
     /// </summary>
-    public static TokenizerSpec SpecFromGguf(string source, Func<string, (GgufValue Value, long Offset)?> find)
+    public static TokenizerSpec SpecFromGguf(string source, Func<string, (GgufValue Value, long? Offset)?> find)
     {
         string model = RequireString(GgufTokenizerKeys.Model);
         var kind = ParseKind(model, source);
@@ -86,7 +102,7 @@ public sealed partial class Tokenizer
             SourcePath = source,
         };
 
-        FileFormatException Wrong(string key, long offset, string expected) =>
+        FileFormatException Wrong(string key, long? offset, string expected) =>
             new(source, key, offset, $"has the wrong type (expected {expected})");
 
         string RequireString(string key) => find(key) is { } v

@@ -109,3 +109,18 @@ public sealed class SourcesAndRoundTripTests
         }
     }
 }
+
+public sealed class FromModelTests
+{
+    /// <summary>A loaded model's tokenizer (GGUF and llama2.c sources) encodes like the one read straight from its file.</summary>
+    [SharedDataFact("models/stories260K/stories260K.gguf", "models/stories260K/stories260K.bin", "corpus/tinystories-sample.txt")]
+    public void Tokenizer_from_loaded_models_matches_the_file_tokenizer()
+    {
+        var text = File.ReadAllText(SharedData.Require("corpus/tinystories-sample.txt"))[..20_000];
+        var expected = Tokenizer.FromGguf(SharedData.Require("models/stories260K/stories260K.gguf")).Encode(text);
+        using (var gguf = ModelLoader.Load(SharedData.Require("models/stories260K/stories260K.gguf")))
+            Assert.Equal(expected, Tokenizer.FromModel(gguf).Encode(text));
+        using (var bin = ModelLoader.Load(SharedData.Require("models/stories260K/stories260K.bin")))
+            Assert.Equal(expected, Tokenizer.FromModel(bin).Encode(text));
+    }
+}
