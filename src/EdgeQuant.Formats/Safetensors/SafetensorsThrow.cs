@@ -10,12 +10,6 @@ internal static class SafetensorsThrow
     public static void At(string file, string field, long offset, string problem) => throw new FileFormatException(file, field, offset, problem);
 
     [DoesNotReturn]
-    public static T At<T>(string file, string field, long offset, string problem) => throw new FileFormatException(file, field, offset, problem);
-
-    [DoesNotReturn]
     public static void Tensor(string file, string tensor, string field, long offset, string problem) =>
         throw new FileFormatException(file, $"tensor '{SafetensorsReader.Printable(tensor)}' {field}", offset, problem);
-
-    [DoesNotReturn]
-    public static void Index(string file, string field, string problem) => throw new FileFormatException(file, field, null, problem);
 }

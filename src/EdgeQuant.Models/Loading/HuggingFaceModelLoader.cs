@@ -110,7 +110,7 @@ public static class HuggingFaceModelLoader
             Shape = expected,
             Type = info.Type,
             SourceName = info.Name,
-            Storage = new MappedSliceStorage(entry.File.File, info.FileOffset, (int)info.ByteLength, $"tensor '{info.Name}' data"),
+            Storage = new MappedFileTensorStorage(entry.File.File, info.FileOffset, (int)info.ByteLength, $"tensor '{info.Name}' data"),
             Transform = transform,
         };
     }

@@ -58,7 +58,7 @@ public static partial class Llama2cModelLoader
                     Shape = t.Shape,
                     Type = TensorType.F32,
                     SourceName = sourceLabel ?? t.Name,
-                    Storage = new MappedSliceStorage(ckpt.File, t.Offset, checked((int)t.ByteLength), t.Name),
+                    Storage = new MappedFileTensorStorage(ckpt.File, t.Offset, checked((int)t.ByteLength), t.Name),
                 });
             }
             // GGUF's order (llama.cpp's llama2.c converter), so the two tensor tables read alike.

@@ -96,9 +96,3 @@ public sealed class TransposeTransform : TensorTransform
             }
     }
 }
-
-/// <summary>A tensor's bytes as a slice of a memory-mapped file; the owner of the <see cref="Formats.IO.MappedFile"/> keeps it alive.</summary>
-public sealed class MappedSliceStorage(Formats.IO.MappedFile file, long offset, int length, string name) : ITensorStorage
-{
-    public ReadOnlySpan<byte> Bytes => file.Span(offset, length, name);
-}
