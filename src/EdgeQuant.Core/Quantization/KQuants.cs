@@ -68,7 +68,7 @@ public static unsafe partial class Q3_K
 
                 byte* q = b->Qs;
                 byte* hm = b->HMask;
-                int m = 1;
+                int hbit = 0;
                 int s = 0;
                 for (int n = 0; n < QuantBlocks.QK_K; n += 128)
                 {
@@ -78,10 +78,11 @@ public static unsafe partial class Q3_K
                         {
                             float dl = dAll * (scales[s++] - 32);
                             int o = 16 * half;
+                            // A clear high bit subtracts 4; computed without a branch, which random-looking bits defeat.
                             for (int l = 0; l < 16; l++)
-                                *y++ = dl * (((q[o + l] >> shift) & 3) - ((hm[o + l] & m) != 0 ? 0 : 4));
+                                *y++ = dl * (((q[o + l] >> shift) & 3) - 4 + (((hm[o + l] >> hbit) & 1) << 2));
                         }
-                        m <<= 1;
+                        hbit++;
                     }
                     q += 32;
                 }
@@ -156,18 +157,16 @@ public static unsafe partial class Q5_K
                 float min = (float)b->DMin;
                 byte* ql = b->Qs;
                 byte* qh = b->Qh;
-                int u1 = 1, u2 = 2;
                 for (int g = 0; g < 8; g += 2)
                 {
                     KScales.Get(g, b->Scales, out int sc1, out int m1i);
                     KScales.Get(g + 1, b->Scales, out int sc2, out int m2i);
                     float d1 = d * sc1, m1 = min * m1i;
                     float d2 = d * sc2, m2 = min * m2i;
-                    for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0x0F) + ((qh[l] & u1) != 0 ? 16 : 0)) - m1;
-                    for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - m2;
+                    // The fifth bit of group g is bit g of qh[l]; shifted in without a branch.
+                    for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0x0F) | (((qh[l] >> g) & 1) << 4)) - m1;
+                    for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) | (((qh[l] >> (g + 1)) & 1) << 4)) - m2;
                     ql += 32;
-                    u1 <<= 2;
-                    u2 <<= 2;
                 }
             }
         }
