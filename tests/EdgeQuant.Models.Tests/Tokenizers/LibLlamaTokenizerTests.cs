@@ -98,4 +98,32 @@ public sealed class LibLlamaTokenizerTests(ITestOutputHelper output)
             AssertSame(real.Tokenize(bytes, addSpecial: true, parseSpecial: false), hf.Encode(bytes), $"{json} {corpus}");
         }
     }
+
+    /// <summary>Special and user-defined tokens in the text, with and without parse_special, against libllama.</summary>
+    [LibLlamaTheory]
+    [MemberData(nameof(Vocabs))]
+    public void Special_tokens_in_text_are_handled_like_libllama(string vocab)
+    {
+        var path = LlamaCppVectors.Vocab(vocab);
+        var ours = Tokenizer.FromGguf(path);
+        using var real = LlamaModel.Load(path, new LlamaModelOptions { VocabOnly = true });
+        // Every control / user-defined token text of the vocabulary (up to 40), glued to text and spaces on both sides.
+        var specials = Enumerable.Range(0, ours.VocabSize)
+            .Where(i => (ours.TokenAttributes(i) & (TokenAttributes.Control | TokenAttributes.UserDefined)) != 0)
+            .Take(40).Select(ours.TokenText).ToList();
+        Assert.NotEmpty(specials);
+        var texts = new List<string> { "", " ", "\n\n", "Hello world" };
+        foreach (var sp in specials)
+        {
+            texts.Add(sp);
+            texts.Add($"{sp}Hello");
+            texts.Add($"Hi {sp}  there\n{sp}{sp} x");
+            texts.Add($" \t{sp}\n  end");
+        }
+        foreach (var text in texts)
+            foreach (var parse in new[] { false, true })
+                foreach (var add in new[] { false, true })
+                    Assert.True(real.Tokenize(text, add, parse).SequenceEqual(ours.Encode(text, add, parse)),
+                        $"{vocab} '{TestVectorTests.Escape(text)}' add_special={add} parse_special={parse}: llama.cpp [{string.Join(' ', real.Tokenize(text, add, parse))}] ours [{string.Join(' ', ours.Encode(text, add, parse))}]");
+    }
 }
