@@ -262,6 +262,8 @@ public sealed class EngineSession
     /// </summary>
     private void Attention(int block, int n, int p0, ReadOnlySpan<float> q, Span<float> att, int threads)
     {
+        // Below this many queries P·V runs as row updates instead of a GEMM (the kernels' own small-m cut-off).
+        const int SmallBatch = 4;
         var c = _w.Config;
         int hd = c.HeadDim, group = c.HeadCount / c.HeadCountKv, qDim = _w.QDim, t = p0 + n;
         float scale = 1f / MathF.Sqrt(hd);
@@ -274,8 +276,20 @@ public sealed class EngineSession
             var values = _cache.Values(block, g)[..(t * hd)];
             Sgemm.MultiplyTransposedB(q[(head * hd)..], qDim, keys, hd, scores, t, n, t, hd, threads: threads);
             Softmax.ApplyCausal(scores, n, t, p0, scale);
-            Sgemm.Multiply(scores, values, headOut, n, hd, t, threads: threads);
-            for (int i = 0; i < n; i++) headOut.Slice(i * hd, hd).CopyTo(att.Slice(i * qDim + head * hd, hd));
+            if (n >= SmallBatch)
+            {
+                Sgemm.Multiply(scores, values, headOut, n, hd, t, threads: threads);
+                for (int i = 0; i < n; i++) headOut.Slice(i * hd, hd).CopyTo(att.Slice(i * qDim + head * hd, hd));
+                continue;
+            }
+            // Decoding: packing V for a GEMM would copy (and allocate) all of it per head to use each value once.
+            for (int i = 0; i < n; i++)
+            {
+                var o = att.Slice(i * qDim + head * hd, hd);
+                o.Clear();
+                var p = scores.Slice(i * t, t);
+                for (int j = 0; j <= p0 + i; j++) TensorPrimitives.MultiplyAdd(values.Slice(j * hd, hd), p[j], o, o);
+            }
         }
     }
 }
