@@ -9,4 +9,5 @@ suites.Add("kernels.gemv", KernelBenchmarks.Gemv);
 suites.Add("kernels.elementwise", KernelBenchmarks.Elementwise);
 suites.Add("engine.prefill", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Prefill);
 suites.Add("engine.decode", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Decode);
+suites.Add("runtimes.llamacpp.decode", EdgeQuant.Benchmarks.Runtimes.LlamaCppBenchmarks.DecodeOverhead);
 return suites.Run(args);
