@@ -226,7 +226,8 @@ public sealed unsafe class OrtValue : IDisposable
         foreach (long d in shape)
         {
             if (d < 0) throw new ArgumentException($"dimension {d} is negative", nameof(shape));
-            n = checked(n * d);
+            if (d != 0 && n > long.MaxValue / d) throw new ArgumentException($"shape [{string.Join(",", shape.ToArray())}] overflows an element count", nameof(shape));
+            n *= d;
         }
         return n;
     }

@@ -34,7 +34,9 @@ public static class OnnxTensorData
         foreach (long d in tensor.Dims)
         {
             if (d < 0) throw new FileFormatException(source, $"tensor '{tensor.Name}' dims", null, $"negative dimension {d}");
-            n = checked(n * d);
+            if (d != 0 && n > long.MaxValue / d)
+                throw new FileFormatException(source, $"tensor '{tensor.Name}' dims", null, $"[{string.Join(",", tensor.Dims)}] overflows an element count");
+            n *= d;
         }
         return n;
     }
@@ -53,7 +55,9 @@ public static class OnnxTensorData
         if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
             throw new FileFormatException(source, field, null, "external data is not supported here");
         long count = ElementCount(tensor, source);
-        long bytes = checked(count * size);
+        if (count > Array.MaxLength / size)
+            throw new FileFormatException(source, field, null, $"{count} elements of {type} are too large");
+        long bytes = count * size;
         if (bytes > Array.MaxLength) throw new FileFormatException(source, field, null, $"{bytes} bytes of data is too large");
 
         if (!tensor.RawData.IsEmpty || count == 0)

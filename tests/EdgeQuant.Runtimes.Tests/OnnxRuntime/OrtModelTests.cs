@@ -125,6 +125,30 @@ public sealed class OrtModelTests(ITestOutputHelper output)
         Assert.Contains(result["hn"].GetTensorData<float>().ToArray(), x => x != 0f);
     }
 
+    [OnnxRuntimeFact(SileroLegacy)]
+    public void A_real_model_rewritten_through_the_projects_onnx_schema_runs_identically()
+    {
+        var path = SharedData.Require(SileroLegacy);
+        var original = File.ReadAllBytes(path);
+        var parsed = EdgeQuant.Formats.Onnx.Proto.ModelProto.Parser.ParseFrom(original);
+        Assert.NotEmpty(parsed.Graph.Node);
+        Assert.NotEmpty(parsed.Graph.Initializer);
+        var rewritten = Google.Protobuf.MessageExtensions.ToByteArray(parsed);
+
+        float[] Run(byte[] model)
+        {
+            using var session = OrtSession.FromBytes(model, new OrtSessionSettings { IntraOpThreads = 1 });
+            using var input = OrtValue.CreateTensor(Chirp(512), [1, 512]);
+            using var sr = OrtValue.CreateTensor(new long[] { 16000 }, []);
+            using var h = OrtValue.CreateTensor(new float[2 * 64], [2, 1, 64]);
+            using var c = OrtValue.CreateTensor(new float[2 * 64], [2, 1, 64]);
+            using var result = session.Run(("input", input), ("sr", sr), ("h", h), ("c", c));
+            return result.SelectMany(v => v.GetTensorData<float>().ToArray()).ToArray();
+        }
+
+        Assert.Equal(Run(original), Run(rewritten));
+    }
+
     /// <summary>A deterministic dummy signal (a rising tone), so the VAD sees non-silent input.</summary>
     private static float[] Chirp(int n) =>
         Enumerable.Range(0, n).Select(i => 0.3f * MathF.Sin(2 * MathF.PI * (200f + i) * i / 16000f)).ToArray();

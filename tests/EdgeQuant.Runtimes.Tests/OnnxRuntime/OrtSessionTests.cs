@@ -156,6 +156,7 @@ public sealed class OrtSessionTests
     {
         Assert.Throws<ArgumentException>(() => OrtValue.CreateTensor(new float[5], [2, 3]));
         Assert.Throws<ArgumentException>(() => OrtValue.CreateTensor(new float[6], [-2, -3]));
+        Assert.Throws<ArgumentException>(() => OrtValue.Allocate(OrtElementType.Float, [1L << 40, 1L << 40]));
         Assert.Throws<ArgumentException>(() => OrtValue.CreateTensor(new ushort[6], [2, 3], OrtElementType.Float));
         Assert.Throws<ArgumentException>(() => OrtValue.CreateStringTensor(["a\0b"], [1]));
         using var value = OrtValue.CreateTensor(new int[6], [2, 3]);
