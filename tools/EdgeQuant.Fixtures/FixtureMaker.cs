@@ -82,6 +82,8 @@ public static class FixtureMaker
     private static void WriteHf(FixtureSpec spec, List<(string Name, long[] Shape)> tensors, FixtureTokenizer tokenizer, string dir)
     {
         Directory.CreateDirectory(dir);
+        // A sharded index left from an earlier checkpoint in this folder would shadow the file written now.
+        File.Delete(Path.Combine(dir, SafetensorsConstants.IndexFileName));
         var family = Family(spec.Arch);
         var type = spec.Dtype == FixtureDtype.F16 ? TensorType.F16 : TensorType.F32;
         var plan = new Dictionary<string, (string Canonical, long[] Shape, HfLayout Layout)>(StringComparer.Ordinal);
