@@ -34,3 +34,22 @@ public class StorageAliasesTests
         Assert.Equal([null, null, 0, null, null, 0], aliases);
     }
 }
+
+public class TensorStatisticsCountTests
+{
+    /// <summary>Every length around the vector width, with zeros of both signs, NaN and infinities planted.</summary>
+    [Fact]
+    public void Zero_and_non_finite_counts_match_a_scalar_count_on_every_length()
+    {
+        var rng = new Random(5);
+        float[] specials = [0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1f, -2.5f, float.Epsilon];
+        for (var n = 0; n <= 70; n++)
+        {
+            var x = new float[n];
+            for (var i = 0; i < n; i++) x[i] = specials[rng.Next(specials.Length)];
+            var (zeros, nonFinite) = EdgeQuant.Cli.Commands.Inspect.TensorStatisticsCalculator.Moments.CountZerosAndNonFinite(x);
+            Assert.Equal(x.Count(v => v == 0f), zeros);
+            Assert.Equal(x.Count(v => float.IsNaN(v) || float.IsInfinity(v)), nonFinite);
+        }
+    }
+}

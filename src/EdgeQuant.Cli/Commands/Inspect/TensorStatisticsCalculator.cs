@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using EdgeQuant.Cli.Framework.Progress;
 using EdgeQuant.Core.Quantization;
@@ -72,7 +73,7 @@ public static class TensorStatisticsCalculator
     };
 
     /// <summary>Count, mean and sum of squared deviations (Chan et al.'s mergeable form), plus extremes and counts.</summary>
-    internal readonly record struct Moments(long N, double Mean, double M2, float Min, float Max, long Zeros, long NonFinite)
+    public readonly record struct Moments(long N, double Mean, double M2, float Min, float Max, long Zeros, long NonFinite)
     {
         // Sums run in float over short runs, where float error stays near 1e-7 relative, and in double across runs.
         private const int Run = 1024;
@@ -91,16 +92,34 @@ public static class TensorStatisticsCalculator
                 TensorPrimitives.Subtract(part, (float)mean, d);
                 m2 += TensorPrimitives.SumOfSquares(d);
             }
-            long zeros = 0, nonFinite = 0;
-            foreach (var v in x)
-            {
-                if (v == 0f) zeros++;
-                else if (!float.IsFinite(v)) nonFinite++;
-            }
+            var (zeros, nonFinite) = CountZerosAndNonFinite(x);
             // The deviations were taken from mean rounded to float; correct M2 for that offset exactly.
             var offset = mean - (float)mean;
             m2 -= x.Length * offset * offset;
             return new Moments(x.Length, mean, Math.Max(m2, 0), TensorPrimitives.Min(x), TensorPrimitives.Max(x), zeros, nonFinite);
+        }
+
+        /// <summary>Exact zeros (either sign) and NaN/±Inf. TensorPrimitives has no counting primitive, hence this loop.</summary>
+        public static (long Zeros, long NonFinite) CountZerosAndNonFinite(ReadOnlySpan<float> x)
+        {
+            var zeroLanes = Vector<int>.Zero;
+            var finiteLanes = Vector<int>.Zero;
+            var inf = new Vector<float>(float.PositiveInfinity);
+            var i = 0;
+            // Comparisons give -1 per matching lane; a chunk of 64 Ki elements cannot overflow an int lane.
+            for (; i <= x.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                var v = new Vector<float>(x.Slice(i, Vector<float>.Count));
+                zeroLanes += Vector.Equals(v, Vector<float>.Zero);
+                finiteLanes += Vector.LessThan(Vector.Abs(v), inf); // false for NaN and ±Inf
+            }
+            long zeros = -Vector.Sum(zeroLanes), finite = -Vector.Sum(finiteLanes);
+            for (; i < x.Length; i++)
+            {
+                if (x[i] == 0f) zeros++;
+                if (float.IsFinite(x[i])) finite++;
+            }
+            return (zeros, x.Length - finite);
         }
 
         public static Moments Merge(Moments a, Moments b)
