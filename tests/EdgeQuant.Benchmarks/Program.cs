@@ -10,4 +10,5 @@ suites.Add("kernels.elementwise", KernelBenchmarks.Elementwise);
 suites.Add("engine.prefill", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Prefill);
 suites.Add("engine.decode", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Decode);
 suites.Add("runtimes.llamacpp.decode", EdgeQuant.Benchmarks.Runtimes.LlamaCppBenchmarks.DecodeOverhead);
+suites.Add("runtimes.onnxruntime.run", EdgeQuant.Benchmarks.Runtimes.OrtBenchmarks.RunOverhead);
 return suites.Run(args);
