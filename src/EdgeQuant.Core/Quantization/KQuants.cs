@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace EdgeQuant.Core.Quantization;
 
 // Dequantizers of the 256-element K-quant super-blocks, following ggml-quants.c (dequantize_row_q*_K) operation for
@@ -112,7 +114,10 @@ internal static unsafe class KScales
 /// <summary>Q4_K (see <see cref="BlockQ4_K"/>).</summary>
 public static unsafe partial class Q4_K
 {
-    public static void DequantizeRow(ReadOnlySpan<BlockQ4_K> src, Span<float> dst)
+    public static void DequantizeRow(ReadOnlySpan<BlockQ4_K> src, Span<float> dst) => DequantizeRow(src, dst, Vector256.IsHardwareAccelerated);
+
+    /// <param name="vector">False runs the plain loop (the fallback where vectors are missing; tested on its own).</param>
+    internal static void DequantizeRow(ReadOnlySpan<BlockQ4_K> src, Span<float> dst, bool vector)
     {
         QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK_K);
         fixed (BlockQ4_K* bp = src)
@@ -131,8 +136,18 @@ public static unsafe partial class Q4_K
                     KScales.Get(g + 1, b->Scales, out int sc2, out int m2i);
                     float d1 = d * sc1, m1 = min * m1i;
                     float d2 = d * sc2, m2 = min * m2i;
-                    for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0x0F) - m1;
-                    for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+                    if (vector)
+                    {
+                        var v = Vector256.Load(q);
+                        Bytes32.Store(v & Vector256.Create((byte)0x0F), y, d1, m1);
+                        Bytes32.Store(Vector256.ShiftRightLogical(v, 4), y + 32, d2, m2);
+                        y += 64;
+                    }
+                    else
+                    {
+                        for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0x0F) - m1;
+                        for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+                    }
                     q += 32;
                 }
             }
@@ -140,10 +155,30 @@ public static unsafe partial class Q4_K
     }
 }
 
+/// <summary>32 small unsigned values to floats as d * v - m (multiply, then subtract: ggml's order, unfused).</summary>
+internal static unsafe class Bytes32
+{
+    public static void Store(Vector256<byte> v, float* y, float d, float m)
+    {
+        var (u0, u1) = Vector256.Widen(v);
+        var (a, b) = Vector256.Widen(u0);
+        var (c, e) = Vector256.Widen(u1);
+        var vd = Vector256.Create(d);
+        var vm = Vector256.Create(m);
+        Vector256.Store(Vector256.ConvertToSingle(a.AsInt32()) * vd - vm, y);
+        Vector256.Store(Vector256.ConvertToSingle(b.AsInt32()) * vd - vm, y + 8);
+        Vector256.Store(Vector256.ConvertToSingle(c.AsInt32()) * vd - vm, y + 16);
+        Vector256.Store(Vector256.ConvertToSingle(e.AsInt32()) * vd - vm, y + 24);
+    }
+}
+
 /// <summary>Q5_K (see <see cref="BlockQ5_K"/>).</summary>
 public static unsafe partial class Q5_K
 {
-    public static void DequantizeRow(ReadOnlySpan<BlockQ5_K> src, Span<float> dst)
+    public static void DequantizeRow(ReadOnlySpan<BlockQ5_K> src, Span<float> dst) => DequantizeRow(src, dst, Vector256.IsHardwareAccelerated);
+
+    /// <param name="vector">False runs the plain loop (the fallback where vectors are missing; tested on its own).</param>
+    internal static void DequantizeRow(ReadOnlySpan<BlockQ5_K> src, Span<float> dst, bool vector)
     {
         QuantGuard.Check(src.Length, dst.Length, QuantBlocks.QK_K);
         fixed (BlockQ5_K* bp = src)
@@ -164,8 +199,22 @@ public static unsafe partial class Q5_K
                     float d1 = d * sc1, m1 = min * m1i;
                     float d2 = d * sc2, m2 = min * m2i;
                     // The fifth bit of group g is bit g of qh[l]; shifted in without a branch.
-                    for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0x0F) | (((qh[l] >> g) & 1) << 4)) - m1;
-                    for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) | (((qh[l] >> (g + 1)) & 1) << 4)) - m2;
+                    if (vector)
+                    {
+                        var lo = Vector256.Load(ql);
+                        var hi = Vector256.Load(qh);
+                        var one = Vector256.Create((byte)1);
+                        var h1 = Vector256.ShiftLeft(Vector256.ShiftRightLogical(hi, g) & one, 4);
+                        var h2 = Vector256.ShiftLeft(Vector256.ShiftRightLogical(hi, g + 1) & one, 4);
+                        Bytes32.Store((lo & Vector256.Create((byte)0x0F)) | h1, y, d1, m1);
+                        Bytes32.Store(Vector256.ShiftRightLogical(lo, 4) | h2, y + 32, d2, m2);
+                        y += 64;
+                    }
+                    else
+                    {
+                        for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0x0F) | (((qh[l] >> g) & 1) << 4)) - m1;
+                        for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) | (((qh[l] >> (g + 1)) & 1) << 4)) - m2;
+                    }
                     ql += 32;
                 }
             }

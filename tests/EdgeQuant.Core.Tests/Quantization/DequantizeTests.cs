@@ -108,6 +108,17 @@ public class DequantizeTests
             Assert.Equal(Reference(TensorType.Q4_0, q4.AsSpan(k / 32 * 18, 18).ToArray(), k % 32), y4[k]);
             Assert.Equal(Reference(TensorType.Q8_0, q8.AsSpan(k / 32 * 34, 34).ToArray(), k % 32), y8[k]);
         }
+        var k4 = RandomBlocks(TensorType.Q4_K, 5, rng);
+        var k5 = RandomBlocks(TensorType.Q5_K, 5, rng);
+        var yk4 = new float[5 * 256];
+        var yk5 = new float[5 * 256];
+        Q4_K.DequantizeRow(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlockQ4_K>(k4), yk4, vector: false);
+        Q5_K.DequantizeRow(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlockQ5_K>(k5), yk5, vector: false);
+        for (int k = 0; k < yk4.Length; k++)
+        {
+            Assert.Equal(Reference(TensorType.Q4_K, k4.AsSpan(k / 256 * 144, 144).ToArray(), k % 256), yk4[k]);
+            Assert.Equal(Reference(TensorType.Q5_K, k5.AsSpan(k / 256 * 176, 176).ToArray(), k % 256), yk5[k]);
+        }
     }
 
     [Fact]

@@ -1,0 +1,131 @@
+using System.Runtime.Intrinsics;
+
+namespace EdgeQuant.Core.Quantization;
+
+// Q5_0 quantization as ggml-quants.c: quantize_row_q4_0_ref without an importance matrix (d = signed absmax / -16,
+// q = min(31, trunc(x/d + 16.5)), low nibbles packed, fifth bits in qh), quantize_row_q4_0_impl with one (make_qx_quants over importance-weighted errors).
+public static unsafe partial class Q5_0
+{
+    /// <summary>The scalar reference, ggml's operations in ggml's order.</summary>
+    public static void QuantizeRowReference(ReadOnlySpan<float> src, Span<BlockQ5_0> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        fixed (float* xp = src)
+        fixed (BlockQ5_0* yp = dst)
+        {
+            for (int i = 0; i < dst.Length; i++)
+            {
+                float* x = xp + i * QuantBlocks.QK;
+                float amax = 0, max = 0;
+                for (int j = 0; j < QuantBlocks.QK; j++)
+                {
+                    if (amax < MathF.Abs(x[j])) { amax = MathF.Abs(x[j]); max = x[j]; }
+                }
+                float d = max / -16;
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                yp[i].D = QuantMath.ToHalf(d);
+                uint qh = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    int xi0 = Math.Min(31, (int)(x[j] * id + 16.5f));
+                    int xi1 = Math.Min(31, (int)(x[j + 16] * id + 16.5f));
+                    yp[i].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
+                    qh |= (uint)((xi0 & 0x10) >> 4) << j;
+                    qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
+                }
+                *(uint*)yp[i].Qh = qh;
+            }
+        }
+    }
+
+    /// <summary>The same bytes as <see cref="QuantizeRowReference"/>, a block per four 8-wide vectors.</summary>
+    public static void QuantizeRow(ReadOnlySpan<float> src, Span<BlockQ5_0> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        fixed (float* x = src)
+        fixed (BlockQ5_0* y = dst)
+            Row(x, y, dst.Length);
+    }
+
+    private static void Row(float* xp, BlockQ5_0* yp, int blocks)
+    {
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            QuantizeRowReference(new ReadOnlySpan<float>(xp, blocks * QuantBlocks.QK), new Span<BlockQ5_0>(yp, blocks));
+            return;
+        }
+        var half = Vector256.Create(16.5f);
+        var top = Vector256.Create(31f);
+        for (int i = 0; i < blocks; i++)
+        {
+            float* x = xp + i * QuantBlocks.QK;
+            var a = Vector256.Load(x);
+            var b = Vector256.Load(x + 8);
+            var c = Vector256.Load(x + 16);
+            var e = Vector256.Load(x + 24);
+            float max = BlockVectors.SignedAbsMax(x, a, b, c, e);
+            float d = max / -16;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            yp[i].D = QuantMath.ToHalf(d);
+            var vid = Vector256.Create(id);
+            // min(31, trunc(v)) equals trunc(min(31, v)) for v >= 0, and clamping in float keeps the int conversion in range.
+            var q = BlockVectors.TruncateToBytes(
+                Vector256.Min(a * vid + half, top), Vector256.Min(b * vid + half, top),
+                Vector256.Min(c * vid + half, top), Vector256.Min(e * vid + half, top));
+            BlockVectors.PackNibbles(q).Store(yp[i].Qs);
+            *(uint*)yp[i].Qh = BlockVectors.FifthBits(q);
+        }
+    }
+
+    /// <summary>
+    /// ggml's quantize_row_q4_0_impl with importance: per block, the scale from make_qx_quants (nmax 16) under weights
+    /// importance * sqrt(sigma2 + x^2), sigma2 being the row's mean square.
+    /// </summary>
+    public static void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<BlockQ5_0> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+        fixed (float* x = src)
+        fixed (BlockQ5_0* y = dst)
+        fixed (float* w = importance)
+            RowWeighted(x, y, src.Length, w);
+    }
+
+    private static void RowWeighted(float* x, BlockQ5_0* y, int n, float* importance)
+    {
+        float* weight = stackalloc float[QuantBlocks.QK];
+        sbyte* L = stackalloc sbyte[QuantBlocks.QK];
+        float sigma2 = QuantMath.RowSigma2(x, n);
+        for (int ib = 0; ib < n / QuantBlocks.QK; ib++)
+        {
+            float* xb = x + ib * QuantBlocks.QK;
+            QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
+            float d = QuantMath.MakeQxQuants(QuantBlocks.QK, 16, xb, L, weight);
+            y[ib].D = QuantMath.ToHalf(d);
+            uint qh = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                int xi0 = (byte)L[j], xi1 = (byte)L[j + 16];
+                y[ib].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
+                qh |= (uint)((xi0 & 0x10) >> 4) << j;
+                qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
+            }
+            *(uint*)y[ib].Qh = qh;
+        }
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 32) into
+    /// <paramref name="dst"/>, with the weighted search when <paramref name="importance"/> (one entry per column) is
+    /// given; returns the bytes written. Multi-threaded over rows; the bytes equal ggml_quantize_chunk's.
+    /// </summary>
+    public static long Quantize(ReadOnlySpan<float> src, Span<byte> dst, int rows, int rowLength, ReadOnlySpan<float> importance = default, int threads = 0) =>
+        QuantizeDriver.Run<Quantizer>(src, dst, rows, rowLength, importance, threads, QuantBlocks.QK);
+
+    private readonly struct Quantizer : IRowQuantizer
+    {
+        public static int BlockBytes => sizeof(BlockQ5_0);
+        public static void Row(float* x, byte* y, int n) => Q5_0.Row(x, (BlockQ5_0*)y, n / QuantBlocks.QK);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q5_0.RowWeighted(x, (BlockQ5_0*)y, n, w);
+    }
+}

@@ -1,0 +1,134 @@
+using System.Runtime.Intrinsics;
+
+namespace EdgeQuant.Core.Quantization;
+
+// Q5_1 quantization as ggml-quants.c: quantize_row_q4_1_ref without an importance matrix (d = (max - min)/31,
+// m = min, q = trunc((x - min)/d + 0.5), low nibbles packed, fifth bits in qh), quantize_row_q4_1_impl with one (make_qkx3_quants, nmax 31).
+public static unsafe partial class Q5_1
+{
+    /// <summary>The scalar reference, ggml's operations in ggml's order.</summary>
+    public static void QuantizeRowReference(ReadOnlySpan<float> src, Span<BlockQ5_1> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        fixed (float* xp = src)
+        fixed (BlockQ5_1* yp = dst)
+        {
+            for (int i = 0; i < dst.Length; i++)
+            {
+                float* x = xp + i * QuantBlocks.QK;
+                float min = float.MaxValue, max = -float.MaxValue;
+                for (int j = 0; j < QuantBlocks.QK; j++)
+                {
+                    if (x[j] < min) min = x[j];
+                    if (x[j] > max) max = x[j];
+                }
+                float d = (max - min) / ((1 << 5) - 1);
+                float id = d != 0 ? 1.0f / d : 0.0f;
+                yp[i].D = QuantMath.ToHalf(d);
+                yp[i].M = QuantMath.ToHalf(min);
+                uint qh = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    // No clamp here in ggml: (x - min)/d is at most 31 plus rounding, and +0.5 truncates to 31.
+                    int xi0 = (byte)(int)((x[j] - min) * id + 0.5f);
+                    int xi1 = (byte)(int)((x[j + 16] - min) * id + 0.5f);
+                    yp[i].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
+                    qh |= (uint)((xi0 & 0x10) >> 4) << j;
+                    qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
+                }
+                *(uint*)yp[i].Qh = qh;
+            }
+        }
+    }
+
+    /// <summary>The same bytes as <see cref="QuantizeRowReference"/>, a block per four 8-wide vectors.</summary>
+    public static void QuantizeRow(ReadOnlySpan<float> src, Span<BlockQ5_1> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        fixed (float* x = src)
+        fixed (BlockQ5_1* y = dst)
+            Row(x, y, dst.Length);
+    }
+
+    private static void Row(float* xp, BlockQ5_1* yp, int blocks)
+    {
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            QuantizeRowReference(new ReadOnlySpan<float>(xp, blocks * QuantBlocks.QK), new Span<BlockQ5_1>(yp, blocks));
+            return;
+        }
+        var half = Vector256.Create(0.5f);
+        for (int i = 0; i < blocks; i++)
+        {
+            float* x = xp + i * QuantBlocks.QK;
+            var a = Vector256.Load(x);
+            var b = Vector256.Load(x + 8);
+            var c = Vector256.Load(x + 16);
+            var e = Vector256.Load(x + 24);
+            var (min, max) = BlockVectors.MinMax(x, a, b, c, e);
+            float d = (max - min) / ((1 << 5) - 1);
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            yp[i].D = QuantMath.ToHalf(d);
+            yp[i].M = QuantMath.ToHalf(min);
+            var vid = Vector256.Create(id);
+            var vmin = Vector256.Create(min);
+            var q = BlockVectors.TruncateToBytes((a - vmin) * vid + half, (b - vmin) * vid + half, (c - vmin) * vid + half, (e - vmin) * vid + half);
+            BlockVectors.PackNibbles(q).Store(yp[i].Qs);
+            *(uint*)yp[i].Qh = BlockVectors.FifthBits(q);
+        }
+    }
+
+    /// <summary>
+    /// ggml's quantize_row_q4_1_impl with importance: per block, scale and min from make_qkx3_quants (nmax 31,
+    /// rmin -0.9, rdelta 0.05, 36 steps) under weights importance * sqrt(sigma2 + x^2).
+    /// </summary>
+    public static void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<BlockQ5_1> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+        fixed (float* x = src)
+        fixed (BlockQ5_1* y = dst)
+        fixed (float* w = importance)
+            RowWeighted(x, y, src.Length, w);
+    }
+
+    private static void RowWeighted(float* x, BlockQ5_1* y, int n, float* importance)
+    {
+        float* weight = stackalloc float[QuantBlocks.QK];
+        byte* L = stackalloc byte[QuantBlocks.QK];
+        byte* laux = stackalloc byte[QuantBlocks.QK];
+        float sigma2 = QuantMath.RowSigma2(x, n);
+        for (int ib = 0; ib < n / QuantBlocks.QK; ib++)
+        {
+            float* xb = x + ib * QuantBlocks.QK;
+            QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
+            float d = QuantMath.MakeQkx3Quants(QuantBlocks.QK, 31, xb, weight, L, out float min, laux, -0.9f, 0.05f, 36);
+            y[ib].D = QuantMath.ToHalf(d);
+            y[ib].M = QuantMath.ToHalf(-min);
+            uint qh = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                int xi0 = L[j], xi1 = L[j + 16];
+                y[ib].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
+                qh |= (uint)((xi0 & 0x10) >> 4) << j;
+                qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
+            }
+            *(uint*)y[ib].Qh = qh;
+        }
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 32) into
+    /// <paramref name="dst"/>, with the weighted search when <paramref name="importance"/> (one entry per column) is
+    /// given; returns the bytes written. Multi-threaded over rows; the bytes equal ggml_quantize_chunk's.
+    /// </summary>
+    public static long Quantize(ReadOnlySpan<float> src, Span<byte> dst, int rows, int rowLength, ReadOnlySpan<float> importance = default, int threads = 0) =>
+        QuantizeDriver.Run<Quantizer>(src, dst, rows, rowLength, importance, threads, QuantBlocks.QK);
+
+    private readonly struct Quantizer : IRowQuantizer
+    {
+        public static int BlockBytes => sizeof(BlockQ5_1);
+        public static void Row(float* x, byte* y, int n) => Q5_1.Row(x, (BlockQ5_1*)y, n / QuantBlocks.QK);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q5_1.RowWeighted(x, (BlockQ5_1*)y, n, w);
+    }
+}
