@@ -78,6 +78,12 @@ public static class Perplexity
         if (bosToken is { } b && (uint)b >= (uint)runner.VocabSize)
             throw new BadInputException($"BOS token {b} is outside the vocabulary of {runner.VocabSize}");
 
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)runner.VocabSize)
+                throw new BadInputException($"token {tokens[i]} at text position {i} is outside the vocabulary of {runner.VocabSize} ({runner.Name})");
+        }
+
         int chunks = tokens.Length / n;
         if (options.MaxChunks is { } max) chunks = Math.Min(chunks, max);
         int first = n / 2;
@@ -108,8 +114,6 @@ public static class Perplexity
             {
                 // The target comes from the text itself; only position 0 was replaced by BOS.
                 int target = source[first + k + 1];
-                if ((uint)target >= (uint)vocab)
-                    throw new BadInputException($"token {target} at text position {c * n + first + k + 1} is outside the vocabulary of {vocab}");
                 double v = NegativeLogLikelihood(logits.AsSpan(k * vocab, vocab), target);
                 nll += v;
                 nll2 += v * v;
