@@ -39,7 +39,7 @@ public static class EngineBenchmarks
             {
                 r.Reset();
                 r.Evaluate(tokens, 0, rows, logits);
-            })).ToArray(), warmup: 1, minRounds: 5, budgetSeconds: 20);
+            })).ToArray(), warmup: 1, minRounds: 3, budgetSeconds: 10);
 
             for (int i = 0; i < runners.Length; i++)
                 Console.WriteLine($"prefill n={n,4} {labels[i],-20} {n / seconds[i],8:F0} tok/s  ({seconds[i] * 1e3:F0} ms)");
