@@ -127,6 +127,25 @@ public sealed partial class EvalCommandTests
         Assert.DoesNotContain("   at ", r.StdErr);
     }
 
+    [LlamaCppFact]
+    public void Verbose_shows_why_llama_cpp_refused_a_file_and_restores_the_quiet_default()
+    {
+        using var dir = new TempDir();
+        var text = dir.File("t.txt");
+        File.WriteAllText(text, "hello");
+        var broken = dir.File("broken.gguf");
+        File.WriteAllBytes(broken, [.. "GGUF"u8, 3, 0, 0, 0, 255, 255]);
+        var r = CliRunner.Run("eval", broken, "--text", text, "--verbose");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("llama.cpp: ", r.StdErr);
+        Assert.Contains("edgequant: error: " + broken + ": llama.cpp could not load the model", r.StdErr);
+        Assert.Null(LlamaLog.Sink);
+
+        var quiet = CliRunner.Run("eval", broken, "--text", text);
+        Assert.Equal(2, quiet.ExitCode);
+        Assert.Single(quiet.ErrorLines);
+    }
+
     [Fact]
     public void Help_is_stable()
     {

@@ -3,6 +3,8 @@ using EdgeQuant.Cli.Framework;
 using EdgeQuant.Cli.Framework.Progress;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Runtimes.Evaluation;
+using EdgeQuant.Runtimes.LlamaCpp;
+using EdgeQuant.Runtimes.LlamaCpp.Native;
 
 namespace EdgeQuant.Cli.Commands.Eval;
 
@@ -24,19 +26,36 @@ public sealed class EvalCommand(CliContext context, EvalOptions options) : ICliC
         var runtime = options.Runtime ?? EvalRuntimes.DefaultFor(options.ModelPath);
         var text = Perplexity.PrepareText(await File.ReadAllTextAsync(options.TextPath, cancellationToken));
         var settings = new EvalRuntimes.Settings(options.Context, options.Threads ?? Environment.ProcessorCount);
-
-        var (result, runnerName) = await context.CreateProgress().Run((progress, ct) =>
+        var (previousSink, previousLevel) = (LlamaLog.Sink, LlamaLog.MinimumLevel);
+        if (options.Verbose)
         {
-            var loading = progress.AddTask("loading model", 1);
-            using var opened = EvalRuntimes.Open(runtime, options.ModelPath, text, settings, ct);
-            loading.Increment(1);
-            int chunks = opened.Tokens.Length / options.Context;
-            if (options.Chunks is { } max) chunks = Math.Min(chunks, max);
-            var scoring = progress.AddTask("perplexity", Math.Max(chunks, 1));
-            var r = Perplexity.Evaluate(opened.Runner, opened.Tokens, opened.Bos, new PerplexityOptions(options.Context, options.Chunks),
-                new ChunkProgress(scoring), ct);
-            return (r, opened.Runner.Name);
-        }, cancellationToken);
+            // llama.cpp is quiet by default; --verbose shows its warnings and errors (they explain a failed load).
+            var stderr = context.Console.Error;
+            LlamaLog.MinimumLevel = GgmlLogLevel.Warn;
+            LlamaLog.Sink = (level, line) => { lock (stderr) stderr.WriteLine($"llama.cpp: {line}"); };
+        }
+        PerplexityResult result;
+        string runnerName;
+        try
+        {
+            (result, runnerName) = await context.CreateProgress().Run((progress, ct) =>
+            {
+                var loading = progress.AddTask("loading model", 1);
+                using var opened = EvalRuntimes.Open(runtime, options.ModelPath, text, settings, ct);
+                loading.Increment(1);
+                int chunks = opened.Tokens.Length / options.Context;
+                if (options.Chunks is { } max) chunks = Math.Min(chunks, max);
+                var scoring = progress.AddTask("perplexity", Math.Max(chunks, 1));
+                var r = Perplexity.Evaluate(opened.Runner, opened.Tokens, opened.Bos, new PerplexityOptions(options.Context, options.Chunks),
+                    new ChunkProgress(scoring), ct);
+                return (r, opened.Runner.Name);
+            }, cancellationToken);
+        }
+        finally
+        {
+            // The log sink is process-wide; an in-process caller (tests, a pipeline) must not inherit ours.
+            (LlamaLog.Sink, LlamaLog.MinimumLevel) = (previousSink, previousLevel);
+        }
 
         var report = new EvalReport(result.Perplexity, result.Uncertainty, result.ScoredTokens, result.Chunks, result.TokensPerSecond,
             options.ModelPath, options.TextPath, runtime, runnerName, result.ContextLength, result.TextTokens, result.MeanNll,

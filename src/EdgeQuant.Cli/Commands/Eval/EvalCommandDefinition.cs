@@ -73,8 +73,10 @@ public sealed class EvalCommandDefinition : Command
             Chunks: parseResult.GetValue(Chunks),
             Threads: parseResult.GetValue(Threads),
             Runtime: parseResult.GetValue(Runtime),
-            Json: parseResult.GetValue(Json))));
+            Json: parseResult.GetValue(Json),
+            Verbose: context.IsDebug(parseResult))));
     }
 }
 
-public sealed record EvalOptions(string ModelPath, string TextPath, int Context, int? Chunks, int? Threads, EvalRuntime? Runtime, bool Json);
+public sealed record EvalOptions(string ModelPath, string TextPath, int Context, int? Chunks, int? Threads, EvalRuntime? Runtime, bool Json,
+    bool Verbose = false);
