@@ -103,11 +103,10 @@ public static class GgufReader
             foreach (var p in pending)
             {
                 string field = $"tensor '{p.Name}' offset";
+                // previousEnd starts at 0 and offsets are below 2^63, so only a later tensor can fail this.
                 if (p.Offset < previousEnd)
                     GgufThrow.Format(PathName, field, p.OffsetAt,
-                        previousName is null
-                            ? $"offset {p.Offset} is negative"
-                            : $"offset {p.Offset} overlaps or precedes tensor '{previousName}', which ends at {previousEnd} (offsets must increase in file order)");
+                        $"offset {p.Offset} overlaps or precedes tensor '{previousName}', which ends at {previousEnd} (offsets must increase in file order)");
                 long available = file.Length - dataOffset;
                 if (p.Offset > available || p.Bytes > available - p.Offset)
                     GgufThrow.Format(PathName, field, p.OffsetAt,
