@@ -39,7 +39,7 @@ public sealed class EngineLogitsRunner : ILogitsRunner
         using var model = ModelLoader.Load(modelPath, tokenizerPath);
         if (model.Tokenizer is null)
             throw new Core.Errors.BadInputException($"{modelPath}: the model carries no tokenizer, so the text cannot be tokenized");
-        var tokenizer = Tokenizers.Tokenizer.FromData(model.Tokenizer);
+        var tokenizer = Tokenizers.Tokenizer.FromModel(model);
         var tokens = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
         var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = threads }, cancellationToken);
         return (new EngineLogitsRunner(engine, contextLength) { CancellationToken = cancellationToken }, tokens,

@@ -30,7 +30,7 @@ public sealed class GenerateCommand(CliContext context, GenerateOptions options)
         {
             if (model.Tokenizer is null)
                 throw new BadInputException($"{options.ModelPath}: the model carries no tokenizer, so a text prompt cannot be encoded");
-            tokenizer = Tokenizer.FromData(model.Tokenizer);
+            tokenizer = Tokenizer.FromModel(model);
             if (tokenizer.VocabSize > model.Config.VocabSize)
                 throw new BadInputException($"{options.ModelPath}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize} logits");
             engine = ReferenceEngine.Load(model, new EngineOptions { Threads = options.Threads ?? Environment.ProcessorCount }, cancellationToken);
