@@ -1,5 +1,6 @@
 using System.CommandLine;
 using EdgeQuant.Cli.Commands.Eval;
+using EdgeQuant.Cli.Commands.Export;
 using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Inspect;
 using EdgeQuant.Cli.Commands.Runtimes;
@@ -19,6 +20,7 @@ public static class CommandCatalog
         context => new GenerateCommandDefinition(context),
         context => new TokenizeCommandDefinition(context),
         context => new EvalCommandDefinition(context),
+        context => new ExportCommandDefinition(context),
         context => new RuntimesCommandDefinition(context),
     ];
 }

@@ -1,0 +1,47 @@
+using EdgeQuant.Cli.Framework;
+using EdgeQuant.Core.Errors;
+using EdgeQuant.Core.Tensors;
+using EdgeQuant.Export;
+
+namespace EdgeQuant.Cli.Commands.Export;
+
+/// <summary>The <c>--json</c> report of an export.</summary>
+public sealed record ExportReport(string Format, string Output, string Source, int Tensors, long Bytes, string? SourceSha256, string? FileType);
+
+/// <summary>Loads MODEL and writes it with <see cref="GgufExporter"/> or <see cref="HfExporter"/>.</summary>
+public sealed class ExportCommand(CliContext context, ExportOptions options) : ICliCommand
+{
+    public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        string format = options.Format.ToLowerInvariant();
+        if (format is not ("gguf" or "hf"))
+            throw new BadInputException($"--format: '{options.Format}' is not one of gguf, hf");
+        TensorType? outType = options.OutType is null ? null : ExportTypes.Parse(options.OutType);
+        // Checked before loading, so a refused output costs nothing; the exporters check again.
+        ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
+
+        using var model = context.LoadModel(options.ModelPath, options.TokenizerPath);
+        ExportReport report;
+        if (format == "gguf")
+        {
+            var r = GgufExporter.Export(model, options.OutputPath, new GgufExportOptions { OutType = outType, Overwrite = options.Force }, cancellationToken);
+            report = new ExportReport("gguf", r.Path, options.ModelPath, r.TensorCount, r.FileBytes, r.SourceSha256,
+                r.FileType switch { 0 => "F32", 1 => "F16", 32 => "BF16", var x => x.ToString() });
+        }
+        else
+        {
+            var r = HfExporter.Export(model, options.OutputPath, new HfExportOptions { OutType = outType, Overwrite = options.Force }, cancellationToken);
+            report = new ExportReport("hf", r.Folder, options.ModelPath, r.TensorCount, r.SafetensorsBytes, null, null);
+        }
+
+        var output = context.Console.Out;
+        if (options.Json) JsonOutput.Write(output, report);
+        else
+        {
+            var type = report.FileType is null ? "" : $", {report.FileType}";
+            await output.WriteLineAsync($"wrote {report.Output} ({report.Format}{type}, {report.Tensors} tensors, {report.Bytes:N0} bytes)");
+        }
+        await output.FlushAsync(cancellationToken);
+        return ExitCodes.Ok;
+    }
+}

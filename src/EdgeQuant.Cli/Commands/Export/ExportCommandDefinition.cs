@@ -1,0 +1,68 @@
+using System.CommandLine;
+using EdgeQuant.Cli.Framework;
+
+namespace EdgeQuant.Cli.Commands.Export;
+
+/// <summary><c>edgequant export MODEL --format gguf|hf -o OUT [--outtype f32|f16|bf16] [--force] [--tokenizer FILE] [--json]</c>.</summary>
+public sealed class ExportCommandDefinition : Command
+{
+    public Argument<string> Model { get; } = new("MODEL")
+    {
+        Description = "The model to convert: a Hugging Face folder, a GGUF file or a llama2.c checkpoint (.bin).",
+    };
+
+    public Option<string> Format { get; } = new("--format", "-f")
+    {
+        Description = "Output format: gguf (one file, llama.cpp's names and keys) or hf (a folder: model.safetensors, config.json, tokenizer.json).",
+        HelpName = "gguf|hf",
+        Required = true,
+    };
+
+    public Option<string> Output { get; } = new("--output", "-o")
+    {
+        Description = "The output file (gguf) or folder (hf). Written under a temporary name and renamed when complete.",
+        HelpName = "OUT",
+        Required = true,
+    };
+
+    public Option<string?> OutType { get; } = new("--outtype")
+    {
+        Description = "Store weights as f32, f16 or bf16 (GGUF keeps 1-D tensors f32, as llama.cpp does). Default: each tensor's source type, f32 for quantized sources.",
+        HelpName = "f32|f16|bf16",
+    };
+
+    public Option<bool> Force { get; } = new("--force")
+    {
+        Description = "Replace the output if it exists.",
+    };
+
+    public Option<string?> Tokenizer { get; } = new("--tokenizer")
+    {
+        Description = "For a llama2.c checkpoint: its tokenizer.bin (default: tok<vocab>.bin or tokenizer.bin beside it).",
+        HelpName = "FILE",
+    };
+
+    public Option<bool> Json { get; } = CommonOptions.Json();
+
+    public ExportCommandDefinition(CliContext context)
+        : base("export", "Convert a model to GGUF or to a Hugging Face folder (F32, F16 or BF16).")
+    {
+        Add(Model);
+        Add(Format);
+        Add(Output);
+        Add(OutType);
+        Add(Force);
+        Add(Tokenizer);
+        Add(Json);
+        this.SetCommand(parseResult => new ExportCommand(context, new ExportOptions(
+            ModelPath: parseResult.GetRequiredValue(Model),
+            Format: parseResult.GetRequiredValue(Format),
+            OutputPath: parseResult.GetRequiredValue(Output),
+            OutType: parseResult.GetValue(OutType),
+            Force: parseResult.GetValue(Force),
+            TokenizerPath: parseResult.GetValue(Tokenizer),
+            Json: parseResult.GetValue(Json))));
+    }
+}
+
+public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, bool Force, string? TokenizerPath, bool Json);
