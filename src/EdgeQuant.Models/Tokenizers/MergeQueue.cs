@@ -55,18 +55,6 @@ internal sealed class SymbolChain
 /// <summary>A queued bigram: left/right symbol indexes and their total length when queued.</summary>
 internal readonly record struct Bigram(int Left, int Right, int Size);
 
-/// <summary>Order of SentencePiece bigrams: higher score first, then the leftmost (llm_bigram_spm::comparator).</summary>
-internal sealed class SpmBigramComparer : IComparer<(float Score, int Left)>
-{
-    public static readonly SpmBigramComparer Instance = new();
-
-    public int Compare((float Score, int Left) x, (float Score, int Left) y)
-    {
-        int c = y.Score.CompareTo(x.Score);
-        return c != 0 ? c : x.Left.CompareTo(y.Left);
-    }
-}
-
 /// <summary>Order of byte-level BPE bigrams: lower merge rank first, then the leftmost (llm_bigram_bpe::comparator).</summary>
 internal sealed class BpeBigramComparer : IComparer<(int Rank, int Left)>
 {
@@ -76,5 +64,55 @@ internal sealed class BpeBigramComparer : IComparer<(int Rank, int Left)>
     {
         int c = x.Rank.CompareTo(y.Rank);
         return c != 0 ? c : x.Left.CompareTo(y.Left);
+    }
+}
+
+/// <summary>
+/// A binary max-heap of SentencePiece bigrams ordered like llm_bigram_spm::comparator (higher score first, then the
+/// leftmost), with the comparison inlined: the generic PriorityQueue's comparer call dominated SentencePiece encoding.
+/// </summary>
+internal sealed class SpmHeap
+{
+    private (float Score, int Left, int Right, int Size)[] _items = new (float, int, int, int)[64];
+    private int _count;
+
+    public void Clear() => _count = 0;
+
+    private static bool Before(in (float Score, int Left, int Right, int Size) a, in (float Score, int Left, int Right, int Size) b) =>
+        a.Score > b.Score || (a.Score == b.Score && a.Left < b.Left);
+
+    public void Push(float score, int left, int right, int size)
+    {
+        if (_count == _items.Length) Array.Resize(ref _items, _items.Length * 2);
+        var item = (score, left, right, size);
+        int i = _count++;
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (!Before(item, _items[parent])) break;
+            _items[i] = _items[parent];
+            i = parent;
+        }
+        _items[i] = item;
+    }
+
+    public bool TryPop(out int left, out int right, out int size)
+    {
+        if (_count == 0) { left = right = size = 0; return false; }
+        var top = _items[0];
+        var last = _items[--_count];
+        int i = 0;
+        while (true)
+        {
+            int child = 2 * i + 1;
+            if (child >= _count) break;
+            if (child + 1 < _count && Before(_items[child + 1], _items[child])) child++;
+            if (!Before(_items[child], last)) break;
+            _items[i] = _items[child];
+            i = child;
+        }
+        if (_count > 0) _items[i] = last;
+        (left, right, size) = (top.Left, top.Right, top.Size);
+        return true;
     }
 }

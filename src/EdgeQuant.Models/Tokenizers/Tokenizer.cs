@@ -430,7 +430,7 @@ public sealed partial class Tokenizer
     private void EncodeSentencePieceChunked(string text, List<int> output, SymbolChain s)
     {
         var pairs = InnerPairs();
-        var queue = new PriorityQueue<Bigram, (float, int)>(SpmBigramComparer.Instance);
+        var queue = new SpmHeap();
         int chunkStart = 0, prev = -1;
         for (int i = 0; i < text.Length;)
         {
@@ -446,17 +446,17 @@ public sealed partial class Tokenizer
         if (chunkStart < text.Length) EncodeSentencePiece(text, chunkStart, text.Length, output, s, queue);
     }
 
-    private void EncodeSentencePiece(string text, int from, int to, List<int> output, SymbolChain s, PriorityQueue<Bigram, (float, int)> queue)
+    private void EncodeSentencePiece(string text, int from, int to, List<int> output, SymbolChain s, SpmHeap queue)
     {
         s.Reset(text, from, to);
         queue.Clear();
         for (int i = 1; i < s.Count; i++) TryAddSpm(text, s, queue, i - 1, i);
-        while (queue.TryDequeue(out var bg, out _))
+        while (queue.TryPop(out int left, out int right, out int size))
         {
-            if (s.Length[bg.Left] == 0 || s.Length[bg.Right] == 0 || s.Length[bg.Left] + s.Length[bg.Right] != bg.Size) continue;
-            s.Merge(bg.Left, bg.Right);
-            TryAddSpm(text, s, queue, s.Prev[bg.Left], bg.Left);
-            TryAddSpm(text, s, queue, bg.Left, s.Next[bg.Left]);
+            if (s.Length[left] == 0 || s.Length[right] == 0 || s.Length[left] + s.Length[right] != size) continue;
+            s.Merge(left, right);
+            TryAddSpm(text, s, queue, s.Prev[left], left);
+            TryAddSpm(text, s, queue, left, s.Next[left]);
         }
         Span<byte> buf = stackalloc byte[8];
         for (int i = 0; i != -1 && s.Count > 0; i = s.Next[i])
@@ -469,12 +469,12 @@ public sealed partial class Tokenizer
         }
     }
 
-    private void TryAddSpm(string text, SymbolChain s, PriorityQueue<Bigram, (float, int)> queue, int left, int right)
+    private void TryAddSpm(string text, SymbolChain s, SpmHeap queue, int left, int right)
     {
         if (left == -1 || right == -1) return;
         int size = s.Length[left] + s.Length[right];
         if (!_lookup.TryGetValue(text.AsSpan(s.Start[left], size), out int id)) return;
-        queue.Enqueue(new Bigram(left, right, size), (_scores[id], left));
+        queue.Push(_scores[id], left, right, size);
     }
 
     private int ByteToToken(byte b)
