@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using EdgeQuant.Core.Tensors;
+using EdgeQuant.Export;
 using EdgeQuant.Formats.Gguf;
 using EdgeQuant.Formats.HuggingFace;
 using EdgeQuant.Formats.Safetensors;
@@ -121,34 +122,16 @@ public static class FixtureMaker
 
     private static void WriteGguf(FixtureSpec spec, List<(string Name, long[] Shape)> tensors, FixtureTokenizer tokenizer, string path)
     {
-        string arch = spec.Arch switch { FixtureArch.Qwen2 => "qwen2", FixtureArch.Gpt2 => "gpt2", _ => "llama" };
+        var config = spec.ToModelConfig();
         var md = new List<KeyValuePair<string, GgufValue>>
         {
-            new("general.architecture", arch),
+            new("general.architecture", GgufExporter.ArchitectureName(config.Architecture)),
             new("general.name", spec.Name),
             // llama_ftype: 0 = all F32, 1 = mostly F16 (1-D tensors stay F32, as llama.cpp's converter keeps them).
             new("general.file_type", spec.Dtype == FixtureDtype.F16 ? 1u : 0u),
-            new($"{arch}.vocab_size", (uint)spec.Vocab),
-            new($"{arch}.context_length", (uint)spec.ContextLength),
-            new($"{arch}.embedding_length", (uint)spec.Embd),
-            new($"{arch}.block_count", (uint)spec.Layers),
-            new($"{arch}.feed_forward_length", (uint)spec.Ffn),
-            new($"{arch}.attention.head_count", (uint)spec.Heads),
         };
-        if (spec.Arch == FixtureArch.Gpt2)
-            md.Add(new($"{arch}.attention.layer_norm_epsilon", spec.NormEpsilon));
-        else
-        {
-            md.Add(new($"{arch}.attention.head_count_kv", (uint)spec.KvHeads));
-            md.Add(new($"{arch}.rope.freq_base", spec.RopeTheta));
-            md.Add(new($"{arch}.rope.dimension_count", (uint)spec.EffectiveHeadDim));
-            md.Add(new($"{arch}.attention.layer_norm_rms_epsilon", spec.NormEpsilon));
-            if (spec.EffectiveHeadDim * spec.Heads != spec.Embd)
-            {
-                md.Add(new($"{arch}.attention.key_length", (uint)spec.EffectiveHeadDim));
-                md.Add(new($"{arch}.attention.value_length", (uint)spec.EffectiveHeadDim));
-            }
-        }
+        // The exporter's table of llama.cpp hyperparameter keys, so fixtures and exports cannot drift apart.
+        md.AddRange(GgufExporter.ArchitectureMetadata(config));
         md.AddRange(tokenizer.GgufMetadata());
 
         var type2d = spec.Dtype == FixtureDtype.F16 ? TensorType.F16 : TensorType.F32;
