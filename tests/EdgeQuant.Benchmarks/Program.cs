@@ -11,5 +11,6 @@ suites.Add("engine.prefill", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Prefil
 suites.Add("engine.decode", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Decode);
 suites.Add("runtimes.llamacpp.decode", EdgeQuant.Benchmarks.Runtimes.LlamaCppBenchmarks.DecodeOverhead);
 suites.Add("runtimes.onnxruntime.run", EdgeQuant.Benchmarks.Runtimes.OrtBenchmarks.RunOverhead);
+suites.Add("tokenizers.encode", EdgeQuant.Benchmarks.Tokenizers.TokenizerBenchmarks.Run);
 suites.Add("quantize.legacy", EdgeQuant.Benchmarks.Quantization.QuantizeBenchmarks.Run);
 return suites.Run(args);
