@@ -86,7 +86,7 @@ public static unsafe partial class Q4_0
             RowWeighted(x, y, src.Length, w);
     }
 
-    private static void RowWeighted(float* x, BlockQ4_0* y, int n, float* importance)
+    private static void RowWeighted(float* x, BlockQ4_0* y, int n, float* importance, bool reference = false)
     {
         float* weight = stackalloc float[QuantBlocks.QK];
         sbyte* L = stackalloc sbyte[QuantBlocks.QK];
@@ -95,10 +95,21 @@ public static unsafe partial class Q4_0
         {
             float* xb = x + ib * QuantBlocks.QK;
             QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
-            float d = QuantMath.MakeQxQuants(QuantBlocks.QK, 8, xb, L, weight);
+            float d = reference ? QuantMath.MakeQxQuants(QuantBlocks.QK, 8, xb, L, weight) : WeightedSearch.MakeQxQuants(8, xb, L, weight);
             y[ib].D = QuantMath.ToHalf(d);
             for (int j = 0; j < 16; j++) y[ib].Qs[j] = (byte)((byte)L[j] | (byte)L[j + 16] << 4);
         }
+    }
+
+    /// <summary>The weighted quantizer with ggml's scalar search loops, for tests of the vector search.</summary>
+    internal static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ4_0> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+        fixed (float* x = src)
+        fixed (BlockQ4_0* y = dst)
+        fixed (float* w = importance)
+            RowWeighted(x, y, src.Length, w, reference: true);
     }
 
     /// <summary>

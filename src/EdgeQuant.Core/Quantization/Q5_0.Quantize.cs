@@ -91,7 +91,7 @@ public static unsafe partial class Q5_0
             RowWeighted(x, y, src.Length, w);
     }
 
-    private static void RowWeighted(float* x, BlockQ5_0* y, int n, float* importance)
+    private static void RowWeighted(float* x, BlockQ5_0* y, int n, float* importance, bool reference = false)
     {
         float* weight = stackalloc float[QuantBlocks.QK];
         sbyte* L = stackalloc sbyte[QuantBlocks.QK];
@@ -100,7 +100,7 @@ public static unsafe partial class Q5_0
         {
             float* xb = x + ib * QuantBlocks.QK;
             QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
-            float d = QuantMath.MakeQxQuants(QuantBlocks.QK, 16, xb, L, weight);
+            float d = reference ? QuantMath.MakeQxQuants(QuantBlocks.QK, 16, xb, L, weight) : WeightedSearch.MakeQxQuants(16, xb, L, weight);
             y[ib].D = QuantMath.ToHalf(d);
             uint qh = 0;
             for (int j = 0; j < 16; j++)
@@ -112,6 +112,17 @@ public static unsafe partial class Q5_0
             }
             *(uint*)y[ib].Qh = qh;
         }
+    }
+
+    /// <summary>The weighted quantizer with ggml's scalar search loops, for tests of the vector search.</summary>
+    internal static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ5_0> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+        fixed (float* x = src)
+        fixed (BlockQ5_0* y = dst)
+        fixed (float* w = importance)
+            RowWeighted(x, y, src.Length, w, reference: true);
     }
 
     /// <summary>

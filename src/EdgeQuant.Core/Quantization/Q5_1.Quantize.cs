@@ -92,7 +92,7 @@ public static unsafe partial class Q5_1
             RowWeighted(x, y, src.Length, w);
     }
 
-    private static void RowWeighted(float* x, BlockQ5_1* y, int n, float* importance)
+    private static void RowWeighted(float* x, BlockQ5_1* y, int n, float* importance, bool reference = false)
     {
         float* weight = stackalloc float[QuantBlocks.QK];
         byte* L = stackalloc byte[QuantBlocks.QK];
@@ -102,7 +102,10 @@ public static unsafe partial class Q5_1
         {
             float* xb = x + ib * QuantBlocks.QK;
             QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
-            float d = QuantMath.MakeQkx3Quants(QuantBlocks.QK, 31, xb, weight, L, out float min, laux, -0.9f, 0.05f, 36);
+            float min;
+            float d = reference
+                ? QuantMath.MakeQkx3Quants(QuantBlocks.QK, 31, xb, weight, L, out min, laux, -0.9f, 0.05f, 36)
+                : WeightedSearch.MakeQkx3Quants(31, xb, weight, L, out min, -0.9f, 0.05f, 36);
             y[ib].D = QuantMath.ToHalf(d);
             y[ib].M = QuantMath.ToHalf(-min);
             uint qh = 0;
@@ -115,6 +118,17 @@ public static unsafe partial class Q5_1
             }
             *(uint*)y[ib].Qh = qh;
         }
+    }
+
+    /// <summary>The weighted quantizer with ggml's scalar search loops, for tests of the vector search.</summary>
+    internal static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ5_1> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
+        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+        fixed (float* x = src)
+        fixed (BlockQ5_1* y = dst)
+        fixed (float* w = importance)
+            RowWeighted(x, y, src.Length, w, reference: true);
     }
 
     /// <summary>

@@ -135,6 +135,67 @@ public class QuantizeTests
         }
     }
 
+    [GgmlTheory]
+    [InlineData(TensorType.Q4_0)]
+    [InlineData(TensorType.Q4_1)]
+    [InlineData(TensorType.Q5_0)]
+    [InlineData(TensorType.Q5_1)]
+    public void Weighted_row_scalar_search_and_vector_search_equal_ggml(TensorType type)
+    {
+        // The scalar mirror of make_qx_quants/make_qkx3_quants and the vector search, one row at a time, each
+        // against ggml_quantize_chunk of that row.
+        var rng = new Random(8500 + (int)type);
+        foreach (int n in RowLengths)
+        {
+            foreach (var (name, make) in Kinds())
+            {
+                var x = make(rng, n);
+                var w = Importance(rng, n);
+                var expected = GgmlQuantizeNative.QuantizeChunk(type, x, 1, n, w);
+                AssertBytes(type, $"scalar search, {name}, {n}", expected, OursWeighted(type, x, w, reference: true));
+                AssertBytes(type, $"vector search, {name}, {n}", expected, OursWeighted(type, x, w, reference: false));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(TensorType.Q4_0)]
+    [InlineData(TensorType.Q4_1)]
+    [InlineData(TensorType.Q5_0)]
+    [InlineData(TensorType.Q5_1)]
+    public void Weighted_vector_search_equals_the_scalar_search_on_many_random_blocks(TensorType type)
+    {
+        var rng = new Random(8700 + (int)type);
+        foreach (float scale in new[] { 1e-3f, 0.05f, 1f, 300f })
+        {
+            const int N = 1024;
+            for (int row = 0; row < 16; row++)
+            {
+                var x = Fill(N, _ => Gauss(rng) * scale * (rng.Next(16) == 0 ? 8 : 1));
+                var w = Importance(rng, N);
+                AssertBytes(type, $"scale {scale} row {row}", OursWeighted(type, x, w, reference: true), OursWeighted(type, x, w, reference: false));
+            }
+        }
+    }
+
+    private static byte[] OursWeighted(TensorType type, float[] x, float[] w, bool reference)
+    {
+        var dst = new byte[x.Length / 32 * TensorTypes.Get(type).BlockBytes];
+        switch (type, reference)
+        {
+            case (TensorType.Q4_0, true): Q4_0.QuantizeRowWeightedReference(x, MemoryMarshal.Cast<byte, BlockQ4_0>(dst.AsSpan()), w); break;
+            case (TensorType.Q4_0, false): Q4_0.QuantizeRowWeighted(x, MemoryMarshal.Cast<byte, BlockQ4_0>(dst.AsSpan()), w); break;
+            case (TensorType.Q4_1, true): Q4_1.QuantizeRowWeightedReference(x, MemoryMarshal.Cast<byte, BlockQ4_1>(dst.AsSpan()), w); break;
+            case (TensorType.Q4_1, false): Q4_1.QuantizeRowWeighted(x, MemoryMarshal.Cast<byte, BlockQ4_1>(dst.AsSpan()), w); break;
+            case (TensorType.Q5_0, true): Q5_0.QuantizeRowWeightedReference(x, MemoryMarshal.Cast<byte, BlockQ5_0>(dst.AsSpan()), w); break;
+            case (TensorType.Q5_0, false): Q5_0.QuantizeRowWeighted(x, MemoryMarshal.Cast<byte, BlockQ5_0>(dst.AsSpan()), w); break;
+            case (TensorType.Q5_1, true): Q5_1.QuantizeRowWeightedReference(x, MemoryMarshal.Cast<byte, BlockQ5_1>(dst.AsSpan()), w); break;
+            case (TensorType.Q5_1, false): Q5_1.QuantizeRowWeighted(x, MemoryMarshal.Cast<byte, BlockQ5_1>(dst.AsSpan()), w); break;
+            default: throw new NotSupportedException(type.ToString());
+        }
+        return dst;
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Fast_path_equals_the_scalar_reference_on_many_random_blocks(TensorType type)
