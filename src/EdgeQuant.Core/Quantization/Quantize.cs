@@ -7,7 +7,7 @@ public static class Quantize
 {
     /// <summary>The types <see cref="Rows"/> can produce.</summary>
     public static bool IsSupported(TensorType type) =>
-        type is TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_1 or TensorType.Q5_0 or TensorType.Q5_1;
+        type is TensorType.Q8_0 or TensorType.Q4_0 or TensorType.Q4_1 or TensorType.Q5_0 or TensorType.Q5_1 or TensorType.Q6_K;
 
     /// <summary>
     /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> elements (a multiple of the type's block
@@ -22,6 +22,7 @@ public static class Quantize
             TensorType.Q4_1 => Q4_1.Quantize(src, dst, rows, rowLength, importance, threads),
             TensorType.Q5_0 => Q5_0.Quantize(src, dst, rows, rowLength, importance, threads),
             TensorType.Q5_1 => Q5_1.Quantize(src, dst, rows, rowLength, importance, threads),
+            TensorType.Q6_K => Q6_K.Quantize(src, dst, rows, rowLength, importance, threads),
             _ => throw new NotSupportedException($"quantizing to {TensorTypes.Get(type).Name} is not implemented"),
         };
 }

@@ -120,9 +120,10 @@ internal static class QuantMath
     }
 
     /// <summary>
-    /// ggml's make_qx_quants for rmse_type 1 with caller weights (the only use by the 32-element types): the scale
-    /// that minimises the weighted error over 19 candidate inverse scales around nmax/max, and the levels L in 0..2*nmax-1.
-    /// The float operations and their order are ggml's, so the chosen scale is the same float.
+    /// ggml's make_qx_quants for rmse_type 1: the scale that minimises the weighted error over 19 candidate inverse
+    /// scales around nmax/max, and the levels L in 0..2*nmax-1. The weights are <paramref name="qw"/>, or x^2 when it
+    /// is null (Q6_K without an imatrix). The float operations and their order are ggml's, so the chosen scale is the
+    /// same float.
     /// </summary>
     public static unsafe float MakeQxQuants(int n, int nmax, float* x, sbyte* L, float* qw)
     {
@@ -144,7 +145,7 @@ internal static class QuantMath
             int l = NearestInt(iscale * x[i]);
             l = Math.Max(-nmax, Math.Min(nmax - 1, l));
             L[i] = (sbyte)(l + nmax);
-            float w = qw[i];
+            float w = qw != null ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -159,7 +160,7 @@ internal static class QuantMath
             {
                 int l = NearestInt(iscale * x[i]);
                 l = Math.Max(-nmax, Math.Min(nmax - 1, l));
-                float w = qw[i];
+                float w = qw != null ? qw[i] : x[i] * x[i];
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }

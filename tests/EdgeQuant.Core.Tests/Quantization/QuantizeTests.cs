@@ -196,6 +196,33 @@ public class QuantizeTests
         return dst;
     }
 
+    [GgmlFact]
+    public void Q6_K_reference_equals_ggml_with_and_without_importance()
+    {
+        var rng = new Random(8900);
+        foreach (int n in new[] { 256, 512, 2304 })
+        {
+            foreach (var (name, make) in Kinds())
+            {
+                const int Rows = 3;
+                var src = new float[Rows * n];
+                for (int r = 0; r < Rows; r++) make(rng, n).CopyTo(src, r * n);
+                var w = Importance(rng, n);
+                foreach (var importance in new[] { null, w })
+                {
+                    var expected = GgmlQuantizeNative.QuantizeChunk(TensorType.Q6_K, src, Rows, n, importance);
+                    var actual = new byte[expected.Length];
+                    Assert.Equal(expected.Length, Quantize.Rows(TensorType.Q6_K, src, actual, Rows, n, importance, threads: 2));
+                    AssertBytes(TensorType.Q6_K, $"{name}, {Rows} x {n}, {(importance is null ? "without" : "with")} importance", expected, actual);
+                }
+                var row = src.AsSpan(0, n).ToArray();
+                var one = new byte[n / 256 * 210];
+                Q6_K.QuantizeRowReference(row, MemoryMarshal.Cast<byte, BlockQ6_K>(one.AsSpan()));
+                AssertBytes(TensorType.Q6_K, $"row reference, {name}, {n}", GgmlNative.QuantizeRowReference(TensorType.Q6_K, row), one);
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Fast_path_equals_the_scalar_reference_on_many_random_blocks(TensorType type)
@@ -316,7 +343,8 @@ public class QuantizeTests
         Assert.Throws<ArgumentException>(() => Q4_0.Quantize(x, q[..20], 1, 64));     // destination too short
         Assert.Throws<ArgumentException>(() => Q4_0.Quantize(x, q, 1, 64, new float[32])); // importance length
         Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0.Quantize(x, q, -1, 64));
-        Assert.Throws<NotSupportedException>(() => Quantize.Rows(TensorType.Q6_K, x, q, 1, 64));
+        Assert.Throws<NotSupportedException>(() => Quantize.Rows(TensorType.Q2_K, x, q, 1, 64));
+        Assert.Throws<ArgumentException>(() => Quantize.Rows(TensorType.Q6_K, x, q, 1, 64)); // 256-element blocks
         Assert.Equal(0, Q8_0.Quantize(x, q, 0, 64));
     }
 
