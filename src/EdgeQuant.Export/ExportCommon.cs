@@ -31,16 +31,48 @@ public static class ExportTypes
     /// The tensor's canonical-layout bytes as <paramref name="target"/>. Same type: the stored bytes themselves
     /// (bit-exact); otherwise through F32 (dequantized when the source is quantized) and rounded to nearest even.
     /// </summary>
-    public static ReadOnlyMemory<byte> Convert(ModelTensor t, TensorType target)
+    /// <param name="allowNonFinite">Keep NaN/Inf values; otherwise the first one (also an F16 overflow) is refused as bad input.</param>
+    /// <param name="source">Names the model in errors.</param>
+    public static ReadOnlyMemory<byte> Convert(ModelTensor t, TensorType target, bool allowNonFinite = false, string? source = null)
     {
-        if (t.Type == target) return t.RawBytes().ToArray();
-        var floats = t.ToFloat32();
-        if (target == TensorType.F32) return MemoryMarshal.AsBytes(floats.AsSpan()).ToArray();
-        var bytes = new byte[checked(floats.Length * 2)];
-        if (target == TensorType.F16) HalfConversions.F32ToF16(floats, bytes);
-        else if (target == TensorType.BF16) HalfConversions.F32ToBF16(floats, bytes);
-        else throw new InternalFailureException($"{t.Name}: cannot convert to {target}");
+        byte[] bytes;
+        if (t.Type == target) bytes = t.RawBytes().ToArray();
+        else
+        {
+            var floats = t.ToFloat32();
+            if (target == TensorType.F32) bytes = MemoryMarshal.AsBytes(floats.AsSpan()).ToArray();
+            else
+            {
+                bytes = new byte[checked(floats.Length * 2)];
+                if (target == TensorType.F16) HalfConversions.F32ToF16(floats, bytes);
+                else if (target == TensorType.BF16) HalfConversions.F32ToBF16(floats, bytes);
+                else throw new InternalFailureException($"{t.Name}: cannot convert to {target}");
+            }
+        }
+        if (!allowNonFinite && FirstNonFinite(bytes, target) is { } at)
+            throw new BadInputException(
+                $"{source ?? "model"}: tensor '{t.Name}' ({t.SourceName}) element {at} is NaN or infinite{(t.Type != target ? $" as {TensorTypes.Get(target).Name}" : "")}; refused (pass --allow-nonfinite to export it anyway)");
         return bytes;
+    }
+
+    /// <summary>Index of the first NaN/Inf in F32, F16 or BF16 data (exponent bits all ones), or null.</summary>
+    public static long? FirstNonFinite(ReadOnlySpan<byte> data, TensorType type)
+    {
+        switch (type)
+        {
+            case TensorType.F32:
+                var f = MemoryMarshal.Cast<byte, uint>(data);
+                for (int i = 0; i < f.Length; i++) if ((f[i] & 0x7F80_0000u) == 0x7F80_0000u) return i;
+                return null;
+            case TensorType.F16:
+            case TensorType.BF16:
+                ushort mask = type == TensorType.F16 ? (ushort)0x7C00 : (ushort)0x7F80;
+                var h = MemoryMarshal.Cast<byte, ushort>(data);
+                for (int i = 0; i < h.Length; i++) if ((h[i] & mask) == mask) return i;
+                return null;
+            default:
+                return null;
+        }
     }
 
     /// <summary>The type most 2-D tensors were written as (what general.file_type and torch_dtype describe).</summary>

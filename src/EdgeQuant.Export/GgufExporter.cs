@@ -19,6 +19,9 @@ public sealed record GgufExportOptions
 
     /// <summary>Replace an existing output.</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>Write NaN/Inf weights instead of refusing them.</summary>
+    public bool AllowNonFinite { get; init; }
 }
 
 /// <summary>What was written.</summary>
@@ -148,7 +151,7 @@ public static class GgufExporter
         var toWrite = plan.Select(p => GgufTensorToWrite.FromStream(p.Tensor.Name, p.Type, p.Tensor.Shape, s =>
         {
             cancellationToken.ThrowIfCancellationRequested();
-            s.Write(ExportTypes.Convert(p.Tensor, p.Type).Span);
+            s.Write(ExportTypes.Convert(p.Tensor, p.Type, options.AllowNonFinite, model.Provenance.SourcePath).Span);
         }));
         GgufWriter.Write(outputPath, md, toWrite);
         return new GgufExportResult(Path.GetFullPath(outputPath), plan.Count, new FileInfo(outputPath).Length, fileType, hash,

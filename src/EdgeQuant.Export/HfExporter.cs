@@ -15,6 +15,9 @@ public sealed record HfExportOptions
 
     /// <summary>Replace an existing output folder.</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>Write NaN/Inf weights instead of refusing them.</summary>
+    public bool AllowNonFinite { get; init; }
 }
 
 public sealed record HfExportResult(string Folder, int TensorCount, long SafetensorsBytes, HfModelFamily Family);
@@ -74,7 +77,7 @@ public static class HfExporter
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var p = byName[s.Name];
-                    w.WriteTensor(s.Name, ToHfLayout(p.Tensor, p.Layout, p.Type, config));
+                    w.WriteTensor(s.Name, ToHfLayout(p.Tensor, p.Layout, p.Type, config, options.AllowNonFinite, model.Provenance.SourcePath));
                 }
                 w.Commit();
             }
@@ -92,9 +95,9 @@ public static class HfExporter
     }
 
     /// <summary>The tensor's bytes as <paramref name="type"/> in the layout transformers stores.</summary>
-    public static byte[] ToHfLayout(ModelTensor t, HfLayout layout, TensorType type, ModelConfig config)
+    public static byte[] ToHfLayout(ModelTensor t, HfLayout layout, TensorType type, ModelConfig config, bool allowNonFinite = false, string? source = null)
     {
-        var canonical = ExportTypes.Convert(t, type).Span;
+        var canonical = ExportTypes.Convert(t, type, allowNonFinite, source).Span;
         if (layout == HfLayout.Same) return canonical.ToArray();
         int elementBytes = TensorTypes.Get(type).BlockBytes;
         var stored = new byte[canonical.Length];

@@ -24,13 +24,13 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
         ExportReport report;
         if (format == "gguf")
         {
-            var r = GgufExporter.Export(model, options.OutputPath, new GgufExportOptions { OutType = outType, Overwrite = options.Force }, cancellationToken);
+            var r = GgufExporter.Export(model, options.OutputPath, new GgufExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite }, cancellationToken);
             report = new ExportReport("gguf", r.Path, options.ModelPath, r.TensorCount, r.FileBytes, r.SourceSha256,
                 r.FileType switch { 0 => "F32", 1 => "F16", 32 => "BF16", var x => x.ToString() });
         }
         else
         {
-            var r = HfExporter.Export(model, options.OutputPath, new HfExportOptions { OutType = outType, Overwrite = options.Force }, cancellationToken);
+            var r = HfExporter.Export(model, options.OutputPath, new HfExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite }, cancellationToken);
             report = new ExportReport("hf", r.Folder, options.ModelPath, r.TensorCount, r.SafetensorsBytes, null, null);
         }
 

@@ -3,7 +3,7 @@ using EdgeQuant.Cli.Framework;
 
 namespace EdgeQuant.Cli.Commands.Export;
 
-/// <summary><c>edgequant export MODEL --format gguf|hf -o OUT [--outtype f32|f16|bf16] [--force] [--tokenizer FILE] [--json]</c>.</summary>
+/// <summary><c>edgequant export MODEL --format gguf|hf -o OUT [--outtype f32|f16|bf16] [--force] [--allow-nonfinite] [--tokenizer FILE] [--json]</c>.</summary>
 public sealed class ExportCommandDefinition : Command
 {
     public Argument<string> Model { get; } = new("MODEL")
@@ -36,6 +36,11 @@ public sealed class ExportCommandDefinition : Command
         Description = "Replace the output if it exists.",
     };
 
+    public Option<bool> AllowNonFinite { get; } = new("--allow-nonfinite")
+    {
+        Description = "Write NaN or infinite weights (including f16 overflows) instead of refusing the model.",
+    };
+
     public Option<string?> Tokenizer { get; } = new("--tokenizer")
     {
         Description = "For a llama2.c checkpoint: its tokenizer.bin (default: tok<vocab>.bin or tokenizer.bin beside it).",
@@ -52,6 +57,7 @@ public sealed class ExportCommandDefinition : Command
         Add(Output);
         Add(OutType);
         Add(Force);
+        Add(AllowNonFinite);
         Add(Tokenizer);
         Add(Json);
         this.SetCommand(parseResult => new ExportCommand(context, new ExportOptions(
@@ -60,9 +66,10 @@ public sealed class ExportCommandDefinition : Command
             OutputPath: parseResult.GetRequiredValue(Output),
             OutType: parseResult.GetValue(OutType),
             Force: parseResult.GetValue(Force),
+            AllowNonFinite: parseResult.GetValue(AllowNonFinite),
             TokenizerPath: parseResult.GetValue(Tokenizer),
             Json: parseResult.GetValue(Json))));
     }
 }
 
-public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, bool Force, string? TokenizerPath, bool Json);
+public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, bool Force, bool AllowNonFinite, string? TokenizerPath, bool Json);
