@@ -6,11 +6,12 @@ using EdgeQuant.Models.Engine;
 using EdgeQuant.Runtimes.LlamaCpp;
 using EdgeQuant.Runtimes.LlamaCpp.Native;
 using EdgeQuant.Testing;
+using Xunit.Abstractions;
 
 namespace EdgeQuant.Export.Tests;
 
 /// <summary>Exported GGUFs in the real llama.cpp (libllama of @node-llama-cpp/linux-x64@3.22.1 through the project's binding).</summary>
-public class LlamaCppExportTests
+public class LlamaCppExportTests(ITestOutputHelper output)
 {
     /// <summary>The bound: F32 implementations differing only in summation order stay near 1e-6.</summary>
     private const double MaxRelativeL2 = 1e-4;
@@ -45,6 +46,7 @@ public class LlamaCppExportTests
         }
         var llama = LlamaRuntime.Logits(gguf, tokens);
         double err = Numbers.RelativeL2(engine, llama);
+        output.WriteLine($"{name}: relative L2 {err:E2}");
         Assert.True(err <= MaxRelativeL2, $"{name}: relative L2 {err:E2} > {MaxRelativeL2:E0}");
     }
 
@@ -64,6 +66,7 @@ public class LlamaCppExportTests
             engine = ReferenceEngine.Load(model, new EngineOptions { Threads = 2, Gelu = GeluMode.GgmlF16Table }).CreateSession(tokens.Length).DecodeAll(tokens);
         }
         double err = Numbers.RelativeL2(engine, LlamaRuntime.Logits(gguf, tokens));
+        output.WriteLine($"gpt2: relative L2 {err:E2}");
         Assert.True(err <= MaxRelativeL2, $"gpt2: relative L2 {err:E2} > {MaxRelativeL2:E0}");
     }
 
