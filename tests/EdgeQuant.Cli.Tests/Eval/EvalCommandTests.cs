@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using EdgeQuant.Cli.Commands.Eval;
 using EdgeQuant.Cli.Tests.Infrastructure;
 using EdgeQuant.Runtimes.Evaluation;
 using EdgeQuant.Runtimes.LlamaCpp;
@@ -57,23 +58,6 @@ public sealed partial class EvalCommandTests
         Assert.Equal(tokens.Length, json.GetProperty("n_tokens").GetInt32());
     }
 
-    [Theory]
-    [InlineData("engine")]
-    [InlineData("onnxruntime")]
-    public void Runtimes_not_wired_yet_are_a_clear_bad_input(string runtime)
-    {
-        using var dir = new TempDir();
-        var text = dir.File("t.txt");
-        File.WriteAllText(text, "hello");
-        var model = dir.File("m.gguf");
-        File.WriteAllBytes(model, "GGUF"u8.ToArray());
-        var r = CliRunner.Run("eval", model, "--text", text, "--runtime", runtime);
-        Assert.Equal(2, r.ExitCode);
-        Assert.Single(r.ErrorLines);
-        Assert.Contains("not available yet", r.StdErr);
-        Assert.Equal("", r.StdOut);
-    }
-
     [Fact]
     public void Argument_errors_exit_2_with_one_line()
     {
@@ -92,6 +76,8 @@ public sealed partial class EvalCommandTests
             (new[] { "eval", notGguf, "--text", text, "--runtime", "llamacpp" }, "not one"),
             (new[] { "eval", notGguf, "--text", text, "--runtime", "tflite" }, "tflite"),
             (new[] { "eval", notGguf }, "--text"),
+            (new[] { "eval", notGguf, "--text", text, "--tokenizer", dir.File("missing.json") }, "no such tokenizer file"),
+            (new[] { "eval", dir.Path, "--text", text, "--runtime", "onnxruntime" }, "this is a folder"),
         })
         {
             var r = CliRunner.Run(args);
@@ -99,6 +85,39 @@ public sealed partial class EvalCommandTests
             Assert.Single(r.ErrorLines);
             Assert.Contains(expected, r.StdErr);
         }
+    }
+
+    [Fact]
+    public void An_onnx_model_without_a_tokenizer_json_beside_it_names_the_expected_path()
+    {
+        using var dir = new TempDir();
+        var text = dir.File("t.txt");
+        File.WriteAllText(text, "hello");
+        var model = dir.File("lm.onnx");
+        File.WriteAllBytes(model, [8, 7]);
+        // The tokenizer is looked for before ONNX Runtime is loaded, so this needs no runtime.
+        var r = CliRunner.Run("eval", model, "--text", text);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Single(r.ErrorLines);
+        Assert.Contains(dir.File("tokenizer.json") + ": no tokenizer.json beside the ONNX model", r.StdErr);
+        Assert.Equal("", r.StdOut);
+    }
+
+    [Fact]
+    public void The_default_runtime_follows_the_model_format()
+    {
+        using var dir = new TempDir();
+        var gguf = dir.File("m.gguf");
+        File.WriteAllBytes(gguf, [.. "GGUF"u8, 3, 0, 0, 0]);
+        var ggufNamedBin = dir.File("m2.bin");
+        File.Copy(gguf, ggufNamedBin);
+        var llama2c = dir.File("stories.bin");
+        File.WriteAllBytes(llama2c, new byte[28]);
+        Assert.Equal(EvalRuntime.Llamacpp, EvalRuntimes.DefaultFor(gguf));
+        Assert.Equal(EvalRuntime.Llamacpp, EvalRuntimes.DefaultFor(ggufNamedBin));
+        Assert.Equal(EvalRuntime.Engine, EvalRuntimes.DefaultFor(llama2c));
+        Assert.Equal(EvalRuntime.Engine, EvalRuntimes.DefaultFor(dir.Path));
+        Assert.Equal(EvalRuntime.Onnxruntime, EvalRuntimes.DefaultFor(dir.File("lm.onnx")));
     }
 
     [LlamaCppFact(Gguf, Text)]

@@ -23,9 +23,10 @@ public sealed class EvalCommand(CliContext context, EvalOptions options) : ICliC
         if (!File.Exists(options.TextPath)) throw new BadInputException($"{options.TextPath}: no such text file (--text)");
         if (!File.Exists(options.ModelPath) && !Directory.Exists(options.ModelPath))
             throw new BadInputException($"{options.ModelPath}: no such model file or folder");
+        if (options.TokenizerPath is { } tok && !File.Exists(tok)) throw new BadInputException($"{tok}: no such tokenizer file (--tokenizer)");
         var runtime = options.Runtime ?? EvalRuntimes.DefaultFor(options.ModelPath);
         var text = Perplexity.PrepareText(await File.ReadAllTextAsync(options.TextPath, cancellationToken));
-        var settings = new EvalRuntimes.Settings(options.Context, options.Threads ?? Environment.ProcessorCount);
+        var settings = new EvalRuntimes.Settings(options.Context, options.Threads ?? Environment.ProcessorCount, options.TokenizerPath);
         var (previousSink, previousLevel) = (LlamaLog.Sink, LlamaLog.MinimumLevel);
         if (options.Verbose)
         {

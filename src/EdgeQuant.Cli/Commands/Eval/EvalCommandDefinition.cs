@@ -54,6 +54,12 @@ public sealed class EvalCommandDefinition : Command
         HelpName = "engine|llamacpp|onnxruntime",
     };
 
+    public Option<string?> Tokenizer { get; } = new("--tokenizer")
+    {
+        Description = "llama2.c: its tokenizer.bin (default: tok*.bin or tokenizer.bin beside it); .onnx: its tokenizer.json (default: beside the model).",
+        HelpName = "FILE",
+    };
+
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public EvalCommandDefinition(CliContext context)
@@ -65,6 +71,7 @@ public sealed class EvalCommandDefinition : Command
         Add(Chunks);
         Add(Threads);
         Add(Runtime);
+        Add(Tokenizer);
         Add(Json);
         this.SetCommand(parseResult => new EvalCommand(context, new EvalOptions(
             ModelPath: parseResult.GetRequiredValue(Model),
@@ -73,10 +80,11 @@ public sealed class EvalCommandDefinition : Command
             Chunks: parseResult.GetValue(Chunks),
             Threads: parseResult.GetValue(Threads),
             Runtime: parseResult.GetValue(Runtime),
+            TokenizerPath: parseResult.GetValue(Tokenizer),
             Json: parseResult.GetValue(Json),
             Verbose: context.IsDebug(parseResult))));
     }
 }
 
 public sealed record EvalOptions(string ModelPath, string TextPath, int Context, int? Chunks, int? Threads, EvalRuntime? Runtime, bool Json,
-    bool Verbose = false);
+    bool Verbose = false, string? TokenizerPath = null);

@@ -1,13 +1,18 @@
 using EdgeQuant.Core.Errors;
+using EdgeQuant.Models;
+using EdgeQuant.Models.Engine;
+using EdgeQuant.Models.Tokenizers;
 using EdgeQuant.Runtimes;
 using EdgeQuant.Runtimes.LlamaCpp;
+using EdgeQuant.Runtimes.OnnxRuntime;
 
 namespace EdgeQuant.Cli.Commands.Eval;
 
 /// <summary>Opens a model in one runtime as an <see cref="ILogitsRunner"/> together with the text's tokens in that runtime's tokenizer.</summary>
 public static class EvalRuntimes
 {
-    public sealed record Settings(int Context, int Threads);
+    /// <param name="TokenizerPath">llama2.c: its tokenizer.bin; .onnx: its tokenizer.json (null: the one beside the model).</param>
+    public sealed record Settings(int Context, int Threads, string? TokenizerPath = null);
 
     /// <summary>A runner, the text's tokens and the BOS id each chunk starts with (null when the vocabulary adds no BOS).</summary>
     public sealed class Opened(ILogitsRunner runner, int[] tokens, int? bos, IDisposable? owner = null) : IDisposable
@@ -23,7 +28,7 @@ public static class EvalRuntimes
         }
     }
 
-    /// <summary>llama.cpp for GGUF files, ONNX Runtime for .onnx, the engine for everything else.</summary>
+    /// <summary>llama.cpp for GGUF files, ONNX Runtime for .onnx, the engine for everything else (HF folders, llama2.c).</summary>
     public static EvalRuntime DefaultFor(string modelPath)
     {
         if (Directory.Exists(modelPath)) return EvalRuntime.Engine;
@@ -35,12 +40,47 @@ public static class EvalRuntimes
         runtime switch
         {
             EvalRuntime.Llamacpp => OpenLlamaCpp(modelPath, text, settings, cancellationToken),
-            _ => throw new BadInputException(
-                $"--runtime {runtime.ToString().ToLowerInvariant()}: perplexity in this runtime is not available yet; use --runtime llamacpp with a .gguf model"),
+            EvalRuntime.Engine => OpenEngine(modelPath, text, settings, cancellationToken),
+            EvalRuntime.Onnxruntime => OpenOnnxRuntime(modelPath, text, settings),
+            _ => throw new BadInputException($"--runtime {runtime}: unknown runtime"),
         };
+
+    /// <summary>The engine, tokenizing with the model's own tokenizer (tokenizer.json, GGUF keys, or llama2.c's tokenizer.bin).</summary>
+    private static Opened OpenEngine(string modelPath, string text, Settings settings, CancellationToken cancellationToken)
+    {
+        if (settings.TokenizerPath is not null && ModelLoader.Detect(modelPath) != ModelFormat.Llama2c)
+            throw new BadInputException($"{modelPath}: --tokenizer applies to llama2.c checkpoints and .onnx models; this model carries its own tokenizer");
+        var (runner, tokens, bos) = EngineLogitsRunner.OpenForText(modelPath, text, settings.Context, settings.Threads, settings.TokenizerPath,
+            cancellationToken: cancellationToken);
+        return new Opened(runner, tokens, bos);
+    }
+
+    /// <summary>
+    /// ONNX Runtime over an .onnx decoder LM. ONNX files carry no vocabulary, so the text is tokenized with the
+    /// tokenizer.json beside the model; BOS only when that tokenizer adds one (GPT-2's adds none, so its chunks start as they are).
+    /// </summary>
+    private static Opened OpenOnnxRuntime(string modelPath, string text, Settings settings)
+    {
+        if (!File.Exists(modelPath)) throw new BadInputException($"{modelPath}: ONNX Runtime runs .onnx files; this is a folder (--runtime onnxruntime)");
+        if (IsGguf(modelPath)) throw new BadInputException($"{modelPath}: a GGUF file, not an ONNX model (--runtime onnxruntime); use --runtime llamacpp or engine");
+        var tokenizerPath = settings.TokenizerPath ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, "tokenizer.json");
+        if (!File.Exists(tokenizerPath))
+            throw new BadInputException($"{tokenizerPath}: no tokenizer.json beside the ONNX model (expected there, or pass --tokenizer FILE)");
+        var tokenizer = Tokenizer.FromHuggingFace(tokenizerPath);
+        var tokens = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
+        int? bos = tokenizer.AddBos ? tokenizer.BosId ?? throw new BadInputException($"{tokenizerPath}: adds BOS but defines no BOS token") : null;
+        // A token the model has no logit for is refused by Perplexity, naming it and its text position.
+        var runner = OrtLogitsRunner.Open(modelPath, new OrtLogitsRunnerOptions
+        {
+            Session = new OrtSessionSettings { IntraOpThreads = settings.Threads, InterOpThreads = 1 },
+        });
+        return new Opened(runner, tokens, bos);
+    }
 
     private static Opened OpenLlamaCpp(string modelPath, string text, Settings settings, CancellationToken cancellationToken)
     {
+        if (settings.TokenizerPath is not null)
+            throw new BadInputException($"{modelPath}: --tokenizer applies to llama2.c checkpoints and .onnx models; llama.cpp uses the GGUF's own tokenizer");
         if (!IsGguf(modelPath)) throw new BadInputException($"{modelPath}: llama.cpp runs GGUF files; this is not one (--runtime llamacpp)");
         var model = LlamaModel.Load(modelPath, cancellationToken: cancellationToken);
         try
