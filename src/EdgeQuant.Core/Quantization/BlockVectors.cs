@@ -67,12 +67,15 @@ internal static unsafe class BlockVectors
         return (min, max);
     }
 
-    /// <summary>Truncating float to int (C's cast) of four vectors, narrowed to 32 bytes in element order.</summary>
+    /// <summary>
+    /// C's float-to-int conversion (see <see cref="QuantMath.CInt"/>) of four vectors, the low byte of each kept, in
+    /// element order: what ggml's (int8_t)/(uint8_t) casts store.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> TruncateToBytes(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
     {
-        var s0 = Vector256.Narrow(Vector256.ConvertToInt32(a), Vector256.ConvertToInt32(b));
-        var s1 = Vector256.Narrow(Vector256.ConvertToInt32(c), Vector256.ConvertToInt32(d));
+        var s0 = Vector256.Narrow(Vector256.ConvertToInt32Native(a), Vector256.ConvertToInt32Native(b));
+        var s1 = Vector256.Narrow(Vector256.ConvertToInt32Native(c), Vector256.ConvertToInt32Native(d));
         return Vector256.Narrow(s0, s1).AsByte();
     }
 
@@ -101,6 +104,6 @@ internal static unsafe class BlockVectors
         var up = Vector256.GreaterThanOrEqual(f, Vector256.Create(0.5f)).AsInt32();
         var down = Vector256.LessThanOrEqual(f, Vector256.Create(-0.5f)).AsInt32();
         // The masks are -1 where true: subtracting "up" adds one, adding "down" subtracts one.
-        return Vector256.ConvertToInt32(t) - up + down;
+        return Vector256.ConvertToInt32Native(t) - up + down;
     }
 }

@@ -26,8 +26,8 @@ public static unsafe partial class Q4_0
                 yp[i].D = QuantMath.ToHalf(d);
                 for (int j = 0; j < 16; j++)
                 {
-                    int xi0 = Math.Min(15, (int)(x[j] * id + 8.5f));
-                    int xi1 = Math.Min(15, (int)(x[j + 16] * id + 8.5f));
+                    int xi0 = Math.Min(15, (int)(sbyte)QuantMath.CInt(x[j] * id + 8.5f));
+                    int xi1 = Math.Min(15, (int)(sbyte)QuantMath.CInt(x[j + 16] * id + 8.5f));
                     yp[i].Qs[j] = (byte)(xi0 | xi1 << 4);
                 }
             }
@@ -51,7 +51,7 @@ public static unsafe partial class Q4_0
             return;
         }
         var half = Vector256.Create(8.5f);
-        var top = Vector256.Create(15f);
+        var top = Vector256.Create((sbyte)15);
         for (int i = 0; i < blocks; i++)
         {
             float* x = xp + i * QuantBlocks.QK;
@@ -64,10 +64,8 @@ public static unsafe partial class Q4_0
             float id = d != 0 ? 1.0f / d : 0.0f;
             yp[i].D = QuantMath.ToHalf(d);
             var vid = Vector256.Create(id);
-            // min(15, trunc(v)) equals trunc(min(15, v)) for v >= 0, and clamping in float keeps the int conversion in range.
-            var q = BlockVectors.TruncateToBytes(
-                Vector256.Min(a * vid + half, top), Vector256.Min(b * vid + half, top),
-                Vector256.Min(c * vid + half, top), Vector256.Min(e * vid + half, top));
+            // ggml's MIN(15, (int8_t)v), on the low bytes of C's conversions.
+            var q = Vector256.Min(BlockVectors.TruncateToBytes(a * vid + half, b * vid + half, c * vid + half, e * vid + half).AsSByte(), top).AsByte();
             BlockVectors.PackNibbles(q).Store(yp[i].Qs);
         }
     }

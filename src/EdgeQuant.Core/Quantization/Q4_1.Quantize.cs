@@ -28,8 +28,8 @@ public static unsafe partial class Q4_1
                 yp[i].M = QuantMath.ToHalf(min);
                 for (int j = 0; j < 16; j++)
                 {
-                    int xi0 = Math.Min(15, (int)((x[j] - min) * id + 0.5f));
-                    int xi1 = Math.Min(15, (int)((x[j + 16] - min) * id + 0.5f));
+                    int xi0 = Math.Min(15, (int)(sbyte)QuantMath.CInt((x[j] - min) * id + 0.5f));
+                    int xi1 = Math.Min(15, (int)(sbyte)QuantMath.CInt((x[j + 16] - min) * id + 0.5f));
                     yp[i].Qs[j] = (byte)(xi0 | xi1 << 4);
                 }
             }
@@ -53,7 +53,7 @@ public static unsafe partial class Q4_1
             return;
         }
         var half = Vector256.Create(0.5f);
-        var top = Vector256.Create(15f);
+        var top = Vector256.Create((sbyte)15);
         for (int i = 0; i < blocks; i++)
         {
             float* x = xp + i * QuantBlocks.QK;
@@ -68,10 +68,8 @@ public static unsafe partial class Q4_1
             yp[i].M = QuantMath.ToHalf(min);
             var vid = Vector256.Create(id);
             var vmin = Vector256.Create(min);
-            // Clamping in float before truncating equals ggml's clamp after it (values are >= 0).
-            var q = BlockVectors.TruncateToBytes(
-                Vector256.Min((a - vmin) * vid + half, top), Vector256.Min((b - vmin) * vid + half, top),
-                Vector256.Min((c - vmin) * vid + half, top), Vector256.Min((e - vmin) * vid + half, top));
+            // ggml's MIN(15, (int8_t)v), on the low bytes of C's conversions.
+            var q = Vector256.Min(BlockVectors.TruncateToBytes((a - vmin) * vid + half, (b - vmin) * vid + half, (c - vmin) * vid + half, (e - vmin) * vid + half).AsSByte(), top).AsByte();
             BlockVectors.PackNibbles(q).Store(yp[i].Qs);
         }
     }

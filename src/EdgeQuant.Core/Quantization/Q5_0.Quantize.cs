@@ -27,8 +27,8 @@ public static unsafe partial class Q5_0
                 uint qh = 0;
                 for (int j = 0; j < 16; j++)
                 {
-                    int xi0 = Math.Min(31, (int)(x[j] * id + 16.5f));
-                    int xi1 = Math.Min(31, (int)(x[j + 16] * id + 16.5f));
+                    int xi0 = Math.Min(31, (int)(sbyte)QuantMath.CInt(x[j] * id + 16.5f));
+                    int xi1 = Math.Min(31, (int)(sbyte)QuantMath.CInt(x[j + 16] * id + 16.5f));
                     yp[i].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
                     qh |= (uint)((xi0 & 0x10) >> 4) << j;
                     qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
@@ -55,7 +55,7 @@ public static unsafe partial class Q5_0
             return;
         }
         var half = Vector256.Create(16.5f);
-        var top = Vector256.Create(31f);
+        var top = Vector256.Create((sbyte)31);
         for (int i = 0; i < blocks; i++)
         {
             float* x = xp + i * QuantBlocks.QK;
@@ -68,10 +68,8 @@ public static unsafe partial class Q5_0
             float id = d != 0 ? 1.0f / d : 0.0f;
             yp[i].D = QuantMath.ToHalf(d);
             var vid = Vector256.Create(id);
-            // min(31, trunc(v)) equals trunc(min(31, v)) for v >= 0, and clamping in float keeps the int conversion in range.
-            var q = BlockVectors.TruncateToBytes(
-                Vector256.Min(a * vid + half, top), Vector256.Min(b * vid + half, top),
-                Vector256.Min(c * vid + half, top), Vector256.Min(e * vid + half, top));
+            // ggml's MIN(31, (int8_t)v), on the low bytes of C's conversions.
+            var q = Vector256.Min(BlockVectors.TruncateToBytes(a * vid + half, b * vid + half, c * vid + half, e * vid + half).AsSByte(), top).AsByte();
             BlockVectors.PackNibbles(q).Store(yp[i].Qs);
             *(uint*)yp[i].Qh = BlockVectors.FifthBits(q);
         }

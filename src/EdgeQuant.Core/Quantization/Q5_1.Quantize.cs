@@ -30,8 +30,8 @@ public static unsafe partial class Q5_1
                 for (int j = 0; j < 16; j++)
                 {
                     // No clamp here in ggml: (x - min)/d is at most 31 plus rounding, and +0.5 truncates to 31.
-                    int xi0 = (byte)(int)((x[j] - min) * id + 0.5f);
-                    int xi1 = (byte)(int)((x[j + 16] - min) * id + 0.5f);
+                    int xi0 = (byte)QuantMath.CInt((x[j] - min) * id + 0.5f);
+                    int xi1 = (byte)QuantMath.CInt((x[j + 16] - min) * id + 0.5f);
                     yp[i].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
                     qh |= (uint)((xi0 & 0x10) >> 4) << j;
                     qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);

@@ -27,7 +27,7 @@ public static unsafe partial class Q8_0
                 float id = d != 0 ? 1.0f / d : 0.0f;
                 yp[i].D = QuantMath.ToHalf(d);
                 for (int j = 0; j < QuantBlocks.QK; j++)
-                    yp[i].Qs[j] = (sbyte)MathF.Round(x[j] * id, MidpointRounding.AwayFromZero);
+                    yp[i].Qs[j] = (sbyte)QuantMath.CInt(MathF.Round(x[j] * id, MidpointRounding.AwayFromZero));
             }
         }
     }

@@ -107,6 +107,15 @@ internal static class QuantMath
     }
 
     /// <summary>
+    /// C's float-to-int conversion as ggml's compiled code does it: truncation, and for NaN or values beyond the int
+    /// range the platform's answer (x86: 0x80000000, whose low byte 0 is what an int8 cast then stores; Arm:
+    /// saturation). .NET's ordinary cast saturates everywhere, which differs on x86 when a block's scale is so small
+    /// (all |x| below ~4e-37) that 1/d overflows to infinity.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int CInt(float f) => float.ConvertToIntegerNative<int>(f);
+
+    /// <summary>
     /// GGML_FP32_TO_FP16. .NET's conversion rounds to nearest even with subnormals and overflow to infinity, as ggml's
     /// bit trick does (checked against ggml_fp32_to_fp16 in the tests); they differ only in NaN payloads, where ggml
     /// always writes the quiet NaN 0x7E00 with the sign.

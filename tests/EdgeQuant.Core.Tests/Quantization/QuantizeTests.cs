@@ -79,6 +79,8 @@ public class QuantizeTests
         yield return ("huge", (r, n) => Fill(n, _ => Gauss(r) * 3e9f));
         yield return ("small", (r, n) => Fill(n, _ => Gauss(r) * 1e-6f));
         yield return ("tiny", (r, n) => Fill(n, _ => Gauss(r) * 1e-25f));
+        // Scales below fp32 normal range: 1/d overflows and C conversions of infinities and NaNs decide the codes.
+        yield return ("denormal scale", (r, n) => Fill(n, _ => Gauss(r) * 1e-38f));
         yield return ("all equal", (r, n) => { float v = Gauss(r); return Fill(n, _ => v); });
         yield return ("all equal negative", (r, n) => Fill(n, _ => -0.375f));
         // +a and -a both present: the symmetric types keep the first one met.
