@@ -22,6 +22,9 @@ public sealed record GgufExportOptions
 
     /// <summary>Write NaN/Inf weights instead of refusing them.</summary>
     public bool AllowNonFinite { get; init; }
+
+    /// <summary>Called after each tensor is written with (tensors written, tensors in all), for progress displays.</summary>
+    public Action<int, int>? TensorWritten { get; init; }
 }
 
 /// <summary>What was written.</summary>
@@ -148,10 +151,12 @@ public static class GgufExporter
         // Without a tokenizer (a bare llama2.c checkpoint) the file still loads in llama.cpp, as a model without vocabulary.
         if (model.Tokenizer is not null) md.AddRange(Tokenizer.FromModel(model).ToGgufMetadata());
 
+        int written = 0;
         var toWrite = plan.Select(p => GgufTensorToWrite.FromStream(p.Tensor.Name, p.Type, p.Tensor.Shape, s =>
         {
             cancellationToken.ThrowIfCancellationRequested();
             s.Write(ExportTypes.Convert(p.Tensor, p.Type, options.AllowNonFinite, model.Provenance.SourcePath).Span);
+            options.TensorWritten?.Invoke(++written, plan.Count);
         }));
         GgufWriter.Write(outputPath, md, toWrite);
         return new GgufExportResult(Path.GetFullPath(outputPath), plan.Count, new FileInfo(outputPath).Length, fileType, hash,

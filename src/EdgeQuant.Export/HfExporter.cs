@@ -18,6 +18,9 @@ public sealed record HfExportOptions
 
     /// <summary>Write NaN/Inf weights instead of refusing them.</summary>
     public bool AllowNonFinite { get; init; }
+
+    /// <summary>Called after each tensor is written with (tensors written, tensors in all), for progress displays.</summary>
+    public Action<int, int>? TensorWritten { get; init; }
 }
 
 public sealed record HfExportResult(string Folder, int TensorCount, long SafetensorsBytes, HfModelFamily Family);
@@ -73,11 +76,13 @@ public static class HfExporter
             var byName = plan.ToDictionary(p => p.HfName, StringComparer.Ordinal);
             using (var w = new SafetensorsWriter(st, specs, new Dictionary<string, string> { ["format"] = "pt" }))
             {
+                int written = 0;
                 foreach (var s in w.Order)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var p = byName[s.Name];
                     w.WriteTensor(s.Name, ToHfLayout(p.Tensor, p.Layout, p.Type, config, options.AllowNonFinite, model.Provenance.SourcePath));
+                    options.TensorWritten?.Invoke(++written, plan.Count);
                 }
                 w.Commit();
             }

@@ -80,6 +80,21 @@ public class RoundTripTests
     }
 
     [Fact]
+    public void Progress_callback_counts_every_written_tensor()
+    {
+        var spec = new FixtureSpec { Layers = 2, Embd = 32, Heads = 2, KvHeads = 1, Ffn = 48, Vocab = 300, Seed = 32 };
+        using var temp = new TempDir("eq-export");
+        var gguf = FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!;
+        var seen = new List<(int Done, int Total)>();
+        using var m = ModelLoader.Load(gguf);
+        var r = GgufExporter.Export(m, temp.File("p.gguf"), new GgufExportOptions { TensorWritten = (d, n) => seen.Add((d, n)) });
+        Assert.Equal(Enumerable.Range(1, r.TensorCount).Select(i => (i, r.TensorCount)), seen);
+        seen.Clear();
+        var h = HfExporter.Export(m, temp.File("p-hf"), new HfExportOptions { TensorWritten = (d, n) => seen.Add((d, n)) });
+        Assert.Equal(Enumerable.Range(1, h.TensorCount).Select(i => (i, h.TensorCount)), seen);
+    }
+
+    [Fact]
     public void Provenance_keys_are_written_and_the_source_hash_is_container_independent()
     {
         var spec = new FixtureSpec { Layers = 1, Embd = 32, Heads = 2, KvHeads = 1, Ffn = 48, Vocab = 300, Seed = 31, Name = "prov" };

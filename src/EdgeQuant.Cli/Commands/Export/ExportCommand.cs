@@ -1,4 +1,5 @@
 using EdgeQuant.Cli.Framework;
+using EdgeQuant.Cli.Framework.Progress;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Core.Tensors;
 using EdgeQuant.Export;
@@ -20,19 +21,24 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
         // Checked before loading, so a refused output costs nothing; the exporters check again.
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
 
-        using var model = context.LoadModel(options.ModelPath, options.TokenizerPath);
-        ExportReport report;
-        if (format == "gguf")
+        var report = await context.CreateProgress().Run((progress, ct) =>
         {
-            var r = GgufExporter.Export(model, options.OutputPath, new GgufExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite }, cancellationToken);
-            report = new ExportReport("gguf", r.Path, options.ModelPath, r.TensorCount, r.FileBytes, r.SourceSha256,
-                r.FileType switch { 0 => "F32", 1 => "F16", 32 => "BF16", var x => x.ToString() });
-        }
-        else
-        {
-            var r = HfExporter.Export(model, options.OutputPath, new HfExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite }, cancellationToken);
-            report = new ExportReport("hf", r.Folder, options.ModelPath, r.TensorCount, r.SafetensorsBytes, null, null);
-        }
+            var loading = progress.AddTask("loading model", 1);
+            using var model = context.LoadModel(options.ModelPath, options.TokenizerPath);
+            loading.Increment(1);
+            var writing = progress.AddTask($"writing {format}", 1);
+            Action<int, int> step = (_, total) => writing.Increment(1.0 / total);
+            if (format == "gguf")
+            {
+                var r = GgufExporter.Export(model, options.OutputPath,
+                    new GgufExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step }, ct);
+                return new ExportReport("gguf", r.Path, options.ModelPath, r.TensorCount, r.FileBytes, r.SourceSha256,
+                    r.FileType switch { 0 => "F32", 1 => "F16", 32 => "BF16", var x => x.ToString() });
+            }
+            var h = HfExporter.Export(model, options.OutputPath,
+                new HfExportOptions { OutType = outType, Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step }, ct);
+            return new ExportReport("hf", h.Folder, options.ModelPath, h.TensorCount, h.SafetensorsBytes, null, null);
+        }, cancellationToken);
 
         var output = context.Console.Out;
         if (options.Json) JsonOutput.Write(output, report);
