@@ -9,7 +9,7 @@ namespace EdgeQuant.Benchmarks.Quantization;
 /// <summary>
 /// Quantization speed in MB of F32 input per second on one 2048 x 2048 matrix (TinyLlama's attn_q shape) of
 /// Gaussian weights, ours (<see cref="Quantize.Rows"/>) against ggml_quantize_chunk of the pinned libggml-base on the
-/// same rows in the same run, round-robin. The threaded rows split the matrix into row chunks as llama.cpp's
+/// same rows in the same run, round-robin (Q6_K: our scalar reference, no vector path yet). The threaded rows split the matrix into row chunks as llama.cpp's
 /// llama_model_quantize does (each thread one ggml_quantize_chunk call on its rows). Both outputs are compared byte
 /// for byte before timing, so a figure is never reported for a wrong result.
 /// </summary>
@@ -37,7 +37,7 @@ public static unsafe class QuantizeBenchmarks
 
         int threads = Environment.ProcessorCount;
         Console.WriteLine($"{Rows} x {N} F32 ({mb:F1} MB), MB/s of input; threaded = {threads} threads");
-        foreach (var type in new[] { TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_1, TensorType.Q5_0, TensorType.Q5_1 })
+        foreach (var type in new[] { TensorType.Q8_0, TensorType.Q4_0, TensorType.Q4_1, TensorType.Q5_0, TensorType.Q5_1, TensorType.Q6_K })
         {
             foreach (bool weighted in type == TensorType.Q8_0 ? new[] { false } : new[] { false, true })
             {
