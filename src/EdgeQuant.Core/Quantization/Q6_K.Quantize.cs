@@ -3,8 +3,8 @@ namespace EdgeQuant.Core.Quantization;
 // Q6_K quantization as ggml-quants.c's quantize_row_q6_K_ref (no importance) and quantize_row_q6_K_impl (with one):
 // each group of 16 gets its scale from make_qx_quants (nmax 32, weights x^2 or the imatrix entries as they are,
 // without ggml's sigma2 term, which is commented out there), the 16 group scales are quantized to int8 against the
-// largest, and the weights are re-rounded against the quantized group scales. Scalar only for now: this is the
-// reference the fast path will be tested against.
+// largest, and the weights are re-rounded against the quantized group scales. The fast path differs from the
+// reference only in the group-scale search (WeightedSearch); the rest is still scalar.
 public static unsafe partial class Q6_K
 {
     /// <summary>The scalar reference (quantize_row_q6_K_ref), ggml's operations in ggml's order.</summary>
@@ -13,7 +13,16 @@ public static unsafe partial class Q6_K
         QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK_K);
         fixed (float* x = src)
         fixed (BlockQ6_K* y = dst)
-            Row(x, y, src.Length, null);
+            Row(x, y, src.Length, null, reference: true);
+    }
+
+    /// <summary>The same bytes as <see cref="QuantizeRowReference"/>, with the vector search for the group scales.</summary>
+    public static void QuantizeRow(ReadOnlySpan<float> src, Span<BlockQ6_K> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK_K);
+        fixed (float* x = src)
+        fixed (BlockQ6_K* y = dst)
+            Row(x, y, src.Length, null, reference: false);
     }
 
     /// <summary>quantize_row_q6_K_impl with importance (one entry per column of the row).</summary>
@@ -24,10 +33,10 @@ public static unsafe partial class Q6_K
         fixed (float* x = src)
         fixed (BlockQ6_K* y = dst)
         fixed (float* w = importance)
-            Row(x, y, src.Length, w);
+            Row(x, y, src.Length, w, reference: true);
     }
 
-    private static void Row(float* x, BlockQ6_K* y, int n, float* importance)
+    private static void Row(float* x, BlockQ6_K* y, int n, float* importance, bool reference)
     {
         const int Groups = QuantBlocks.QK_K / 16;
         sbyte* L = stackalloc sbyte[QuantBlocks.QK_K];
@@ -38,7 +47,9 @@ public static unsafe partial class Q6_K
             for (int ib = 0; ib < Groups; ++ib)
             {
                 float* qw = importance == null ? null : importance + QuantBlocks.QK_K * i + 16 * ib;
-                float scale = QuantMath.MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw);
+                float scale = reference
+                    ? QuantMath.MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw)
+                    : WeightedSearch.MakeQxQuants(16, 32, x + 16 * ib, L + 16 * ib, qw);
                 scales[ib] = scale;
                 float absScale = MathF.Abs(scale);
                 if (absScale > maxAbsScale)
@@ -86,8 +97,7 @@ public static unsafe partial class Q6_K
 
     /// <summary>
     /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 256) into
-    /// <paramref name="dst"/>, with importance when given; returns the bytes written. Multi-threaded over rows, scalar
-    /// within a row (a vector path is still to come).
+    /// <paramref name="dst"/>, with importance when given; returns the bytes written. Multi-threaded over rows.
     /// </summary>
     public static long Quantize(ReadOnlySpan<float> src, Span<byte> dst, int rows, int rowLength, ReadOnlySpan<float> importance = default, int threads = 0) =>
         QuantizeDriver.Run<Quantizer>(src, dst, rows, rowLength, importance, threads, QuantBlocks.QK_K);
@@ -95,7 +105,7 @@ public static unsafe partial class Q6_K
     private readonly struct Quantizer : IRowQuantizer
     {
         public static int BlockBytes => sizeof(BlockQ6_K);
-        public static void Row(float* x, byte* y, int n) => Q6_K.Row(x, (BlockQ6_K*)y, n, null);
-        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q6_K.Row(x, (BlockQ6_K*)y, n, w);
+        public static void Row(float* x, byte* y, int n) => Q6_K.Row(x, (BlockQ6_K*)y, n, null, reference: false);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q6_K.Row(x, (BlockQ6_K*)y, n, w, reference: false);
     }
 }

@@ -19,18 +19,34 @@ internal static unsafe class WeightedSearch
         ((f + Vector256.Create(12582912f)).AsInt32() & Vector256.Create(0x007fffff)) - Vector256.Create(0x00400000);
 
     /// <summary>Same result as <see cref="QuantMath.MakeQxQuants"/> with n = 32.</summary>
-    public static float MakeQxQuants(int nmax, float* x, sbyte* L, float* qw)
+    public static float MakeQxQuants(int nmax, float* x, sbyte* L, float* qw) => MakeQxQuants(N, nmax, x, L, qw);
+
+    /// <summary>
+    /// Same result as <see cref="QuantMath.MakeQxQuants"/> for n = 16 or 32; a null <paramref name="qw"/> means
+    /// weights x^2 (the products x*x are formed first, as in ggml's loop).
+    /// </summary>
+    public static float MakeQxQuants(int n, int nmax, float* x, sbyte* L, float* qw)
     {
-        if (!Vector256.IsHardwareAccelerated) return QuantMath.MakeQxQuants(N, nmax, x, L, qw);
+        if (!Vector256.IsHardwareAccelerated || (n != 16 && n != 32)) return QuantMath.MakeQxQuants(n, nmax, x, L, qw);
+        float* w2 = stackalloc float[N];
+        if (qw == null)
+        {
+            for (int k = 0; k < n; k += 8)
+            {
+                var xv = Vector256.Load(x + k);
+                Vector256.Store(xv * xv, w2 + k);
+            }
+            qw = w2;
+        }
         float max = 0, amax = 0;
-        for (int i = 0; i < N; ++i)
+        for (int i = 0; i < n; ++i)
         {
             float ax = MathF.Abs(x[i]);
             if (ax > amax) { amax = ax; max = x[i]; }
         }
         if (amax < QuantMath.GroupMaxEps)
         {
-            for (int i = 0; i < N; ++i) L[i] = 0;
+            for (int i = 0; i < n; ++i) L[i] = 0;
             return 0f;
         }
         float* p1 = stackalloc float[N];
@@ -39,21 +55,21 @@ internal static unsafe class WeightedSearch
         var hi = Vector256.Create(nmax - 1);
 
         float iscale = -nmax / max;
-        Levels(iscale, x, qw, p1, p2, lo, hi, nmax, L);
+        Levels(n, iscale, x, qw, p1, p2, lo, hi, nmax, L);
         float sumlx = 0, suml2 = 0;
-        for (int i = 0; i < N; ++i) { sumlx += p1[i]; suml2 += p2[i]; }
+        for (int i = 0; i < n; ++i) { sumlx += p1[i]; suml2 += p2[i]; }
         float scale = suml2 != 0 ? sumlx / suml2 : 0f;
         float best = scale * sumlx;
         for (int step = -9; step <= 9; ++step)
         {
             if (step == 0) continue;
             iscale = -(nmax + 0.1f * step) / max;
-            Levels(iscale, x, qw, p1, p2, lo, hi, nmax, null);
+            Levels(n, iscale, x, qw, p1, p2, lo, hi, nmax, null);
             sumlx = suml2 = 0;
-            for (int i = 0; i < N; ++i) { sumlx += p1[i]; suml2 += p2[i]; }
+            for (int i = 0; i < n; ++i) { sumlx += p1[i]; suml2 += p2[i]; }
             if (suml2 > 0 && sumlx * sumlx > best * suml2)
             {
-                Levels(iscale, x, qw, p1, p2, lo, hi, nmax, L);
+                Levels(n, iscale, x, qw, p1, p2, lo, hi, nmax, L);
                 scale = sumlx / suml2;
                 best = scale * sumlx;
             }
@@ -63,11 +79,11 @@ internal static unsafe class WeightedSearch
 
     /// <summary>The levels for one inverse scale, the products w*x*l and w*l*l (ggml's association), and optionally L = l + nmax.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Levels(float iscale, float* x, float* w, float* p1, float* p2, Vector256<int> lo, Vector256<int> hi, int nmax, sbyte* L)
+    private static void Levels(int n, float iscale, float* x, float* w, float* p1, float* p2, Vector256<int> lo, Vector256<int> hi, int nmax, sbyte* L)
     {
         var vs = Vector256.Create(iscale);
         Vector256<int> l0 = default, l1 = default, l2 = default, l3 = default;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < n / 8; k++)
         {
             var xv = Vector256.Load(x + 8 * k);
             var wv = Vector256.Load(w + 8 * k);
@@ -81,6 +97,11 @@ internal static unsafe class WeightedSearch
         {
             var off = Vector256.Create(nmax);
             var s0 = Vector256.Narrow(l0 + off, l1 + off);
+            if (n == 16)
+            {
+                Vector128.Narrow(s0.GetLower(), s0.GetUpper()).Store(L);
+                return;
+            }
             var s1 = Vector256.Narrow(l2 + off, l3 + off);
             Vector256.Narrow(s0, s1).Store(L);
         }

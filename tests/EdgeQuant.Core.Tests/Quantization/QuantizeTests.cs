@@ -220,7 +220,12 @@ public class QuantizeTests
                 var row = src.AsSpan(0, n).ToArray();
                 var one = new byte[n / 256 * 210];
                 Q6_K.QuantizeRowReference(row, MemoryMarshal.Cast<byte, BlockQ6_K>(one.AsSpan()));
-                AssertBytes(TensorType.Q6_K, $"row reference, {name}, {n}", GgmlNative.QuantizeRowReference(TensorType.Q6_K, row), one);
+                var rowRef = GgmlNative.QuantizeRowReference(TensorType.Q6_K, row);
+                AssertBytes(TensorType.Q6_K, $"row reference, {name}, {n}", rowRef, one);
+                Q6_K.QuantizeRow(row, MemoryMarshal.Cast<byte, BlockQ6_K>(one.AsSpan()));
+                AssertBytes(TensorType.Q6_K, $"row fast path, {name}, {n}", rowRef, one);
+                Q6_K.QuantizeRowWeightedReference(row, MemoryMarshal.Cast<byte, BlockQ6_K>(one.AsSpan()), w);
+                AssertBytes(TensorType.Q6_K, $"row weighted reference, {name}, {n}", GgmlQuantizeNative.QuantizeChunk(TensorType.Q6_K, row, 1, n, w), one);
             }
         }
     }
