@@ -128,6 +128,7 @@ public static class GgufExporter
         if (options.OutType is { } ot && !ExportTypes.Supported.Contains(ot))
             throw new BadInputException($"--outtype: GGUF export writes F32, F16 or BF16, not {ot}");
         ExportPaths.CheckOutput(model.Provenance.SourcePath, outputPath, options.Overwrite);
+        if (Directory.Exists(outputPath)) throw new BadInputException($"{outputPath}: is a folder; a GGUF export writes one file");
         string arch = ArchitectureName(model.Config.Architecture);
 
         var order = ExportOrder(model);

@@ -48,6 +48,7 @@ public static class HfExporter
         if (options.OutType is { } ot && !ExportTypes.Supported.Contains(ot))
             throw new BadInputException($"--outtype: Hugging Face export writes F32, F16 or BF16, not {ot}");
         ExportPaths.CheckOutput(model.Provenance.SourcePath, outputDir, options.Overwrite);
+        if (File.Exists(outputDir)) throw new BadInputException($"{outputDir}: is a file; a Hugging Face export writes a folder");
         var config = model.Config;
         var family = FamilyOf(config);
 

@@ -96,6 +96,21 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void Output_of_the_wrong_kind_is_refused_even_with_overwrite()
+    {
+        using var model = WithTensor("token_embd.weight", v => v);
+        var folder = Directory.CreateDirectory(_dir.File("a-folder")).FullName;
+        var e = Assert.Throws<BadInputException>(() => GgufExporter.Export(model, folder, new GgufExportOptions { Overwrite = true }));
+        Assert.Contains("is a folder", e.Message);
+        Assert.True(Directory.Exists(folder));
+        var file = _dir.File("a-file");
+        File.WriteAllText(file, "x");
+        var f = Assert.Throws<BadInputException>(() => HfExporter.Export(model, file, new HfExportOptions { Overwrite = true }));
+        Assert.Contains("is a file", f.Message);
+        Assert.Equal("x", File.ReadAllText(file));
+    }
+
+    [Fact]
     public void Cancellation_leaves_no_temporary_file()
     {
         using var model = WithTensor("token_embd.weight", v => v);
