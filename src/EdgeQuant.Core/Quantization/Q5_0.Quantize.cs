@@ -80,48 +80,22 @@ public static unsafe partial class Q5_0
     /// importance * sqrt(sigma2 + x^2), sigma2 being the row's mean square.
     /// </summary>
     public static void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<BlockQ5_0> dst, ReadOnlySpan<float> importance)
-    {
-        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
-        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
-        fixed (float* x = src)
-        fixed (BlockQ5_0* y = dst)
-        fixed (float* w = importance)
-            RowWeighted(x, y, src.Length, w);
-    }
+        => LegacyWeighted.Row<BlockQ5_0, WeightedBlock>(src, dst, importance, reference: false);
 
-    private static void RowWeighted(float* x, BlockQ5_0* y, int n, float* importance, bool reference = false)
+    private readonly struct WeightedBlock : ILegacyWeightedBlock<BlockQ5_0>
     {
-        float* weight = stackalloc float[QuantBlocks.QK];
-        sbyte* L = stackalloc sbyte[QuantBlocks.QK];
-        float sigma2 = QuantMath.RowSigma2(x, n);
-        for (int ib = 0; ib < n / QuantBlocks.QK; ib++)
+        public static void Block(float* xb, float* weight, BlockQ5_0* y, byte* L, byte* laux, bool reference)
         {
-            float* xb = x + ib * QuantBlocks.QK;
-            QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
-            float d = reference ? QuantMath.MakeQxQuants(QuantBlocks.QK, 16, xb, L, weight) : WeightedSearch.MakeQxQuants(16, xb, L, weight);
-            y[ib].D = QuantMath.ToHalf(d);
-            uint qh = 0;
-            for (int j = 0; j < 16; j++)
-            {
-                int xi0 = (byte)L[j], xi1 = (byte)L[j + 16];
-                y[ib].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
-                qh |= (uint)((xi0 & 0x10) >> 4) << j;
-                qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
-            }
-            *(uint*)y[ib].Qh = qh;
+            sbyte* l = (sbyte*)L;
+            float d = reference ? QuantMath.MakeQxQuants(QuantBlocks.QK, 16, xb, l, weight) : WeightedSearch.MakeQxQuants(16, xb, l, weight);
+            y->D = QuantMath.ToHalf(d);
+            LegacyWeighted.PackFiveBit(L, y->Qs, y->Qh);
         }
     }
 
     /// <summary>The weighted quantizer with ggml's scalar search loops, for tests of the vector search.</summary>
     internal static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ5_0> dst, ReadOnlySpan<float> importance)
-    {
-        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
-        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
-        fixed (float* x = src)
-        fixed (BlockQ5_0* y = dst)
-        fixed (float* w = importance)
-            RowWeighted(x, y, src.Length, w, reference: true);
-    }
+        => LegacyWeighted.Row<BlockQ5_0, WeightedBlock>(src, dst, importance, reference: true);
 
     /// <summary>
     /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 32) into
@@ -135,6 +109,6 @@ public static unsafe partial class Q5_0
     {
         public static int BlockBytes => sizeof(BlockQ5_0);
         public static void Row(float* x, byte* y, int n) => Q5_0.Row(x, (BlockQ5_0*)y, n / QuantBlocks.QK);
-        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q5_0.RowWeighted(x, (BlockQ5_0*)y, n, w);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => LegacyWeighted.Row<BlockQ5_0, WeightedBlock>(x, (BlockQ5_0*)y, n, w);
     }
 }

@@ -83,53 +83,25 @@ public static unsafe partial class Q5_1
     /// rmin -0.9, rdelta 0.05, 36 steps) under weights importance * sqrt(sigma2 + x^2).
     /// </summary>
     public static void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<BlockQ5_1> dst, ReadOnlySpan<float> importance)
-    {
-        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
-        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
-        fixed (float* x = src)
-        fixed (BlockQ5_1* y = dst)
-        fixed (float* w = importance)
-            RowWeighted(x, y, src.Length, w);
-    }
+        => LegacyWeighted.Row<BlockQ5_1, WeightedBlock>(src, dst, importance, reference: false);
 
-    private static void RowWeighted(float* x, BlockQ5_1* y, int n, float* importance, bool reference = false)
+    private readonly struct WeightedBlock : ILegacyWeightedBlock<BlockQ5_1>
     {
-        float* weight = stackalloc float[QuantBlocks.QK];
-        byte* L = stackalloc byte[QuantBlocks.QK];
-        byte* laux = stackalloc byte[QuantBlocks.QK];
-        float sigma2 = QuantMath.RowSigma2(x, n);
-        for (int ib = 0; ib < n / QuantBlocks.QK; ib++)
+        public static void Block(float* xb, float* weight, BlockQ5_1* y, byte* L, byte* laux, bool reference)
         {
-            float* xb = x + ib * QuantBlocks.QK;
-            QuantMath.BlockWeights(xb, importance + ib * QuantBlocks.QK, sigma2, weight, QuantBlocks.QK);
             float min;
             float d = reference
                 ? QuantMath.MakeQkx3Quants(QuantBlocks.QK, 31, xb, weight, L, out min, laux, -0.9f, 0.05f, 36)
                 : WeightedSearch.MakeQkx3Quants(31, xb, weight, L, out min, -0.9f, 0.05f, 36);
-            y[ib].D = QuantMath.ToHalf(d);
-            y[ib].M = QuantMath.ToHalf(-min);
-            uint qh = 0;
-            for (int j = 0; j < 16; j++)
-            {
-                int xi0 = L[j], xi1 = L[j + 16];
-                y[ib].Qs[j] = (byte)((xi0 & 0x0F) | (xi1 & 0x0F) << 4);
-                qh |= (uint)((xi0 & 0x10) >> 4) << j;
-                qh |= (uint)((xi1 & 0x10) >> 4) << (j + 16);
-            }
-            *(uint*)y[ib].Qh = qh;
+            y->D = QuantMath.ToHalf(d);
+            y->M = QuantMath.ToHalf(-min);
+            LegacyWeighted.PackFiveBit(L, y->Qs, y->Qh);
         }
     }
 
     /// <summary>The weighted quantizer with ggml's scalar search loops, for tests of the vector search.</summary>
     internal static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ5_1> dst, ReadOnlySpan<float> importance)
-    {
-        QuantGuard.Check(dst.Length, src.Length, QuantBlocks.QK);
-        if (importance.Length != src.Length) throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
-        fixed (float* x = src)
-        fixed (BlockQ5_1* y = dst)
-        fixed (float* w = importance)
-            RowWeighted(x, y, src.Length, w, reference: true);
-    }
+        => LegacyWeighted.Row<BlockQ5_1, WeightedBlock>(src, dst, importance, reference: true);
 
     /// <summary>
     /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 32) into
@@ -143,6 +115,6 @@ public static unsafe partial class Q5_1
     {
         public static int BlockBytes => sizeof(BlockQ5_1);
         public static void Row(float* x, byte* y, int n) => Q5_1.Row(x, (BlockQ5_1*)y, n / QuantBlocks.QK);
-        public static void RowWeighted(float* x, byte* y, int n, float* w) => Q5_1.RowWeighted(x, (BlockQ5_1*)y, n, w);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => LegacyWeighted.Row<BlockQ5_1, WeightedBlock>(x, (BlockQ5_1*)y, n, w);
     }
 }
