@@ -54,24 +54,18 @@ public static unsafe partial class Q5_0
             QuantizeRowReference(new ReadOnlySpan<float>(xp, blocks * QuantBlocks.QK), new Span<BlockQ5_0>(yp, blocks));
             return;
         }
-        var half = Vector256.Create(16.5f);
-        var top = Vector256.Create((sbyte)31);
-        for (int i = 0; i < blocks; i++)
+        LegacyRows.Symmetric<BlockQ5_0, VectorBlock>(xp, yp, blocks);
+    }
+
+    private readonly struct VectorBlock : ISymmetricLegacyBlock<BlockQ5_0>
+    {
+        public static int Levels => 16;
+
+        public static void Store(BlockQ5_0* y, float d, Vector256<byte> q)
         {
-            float* x = xp + i * QuantBlocks.QK;
-            var a = Vector256.Load(x);
-            var b = Vector256.Load(x + 8);
-            var c = Vector256.Load(x + 16);
-            var e = Vector256.Load(x + 24);
-            float max = BlockVectors.SignedAbsMax(x, a, b, c, e);
-            float d = max / -16;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yp[i].D = QuantMath.ToHalf(d);
-            var vid = Vector256.Create(id);
-            // ggml's MIN(31, (int8_t)v), on the low bytes of C's conversions.
-            var q = Vector256.Min(BlockVectors.TruncateToBytes(a * vid + half, b * vid + half, c * vid + half, e * vid + half).AsSByte(), top).AsByte();
-            BlockVectors.PackNibbles(q).Store(yp[i].Qs);
-            *(uint*)yp[i].Qh = BlockVectors.FifthBits(q);
+            y->D = QuantMath.ToHalf(d);
+            BlockVectors.PackNibbles(q).Store(y->Qs);
+            *(uint*)y->Qh = BlockVectors.FifthBits(q);
         }
     }
 
