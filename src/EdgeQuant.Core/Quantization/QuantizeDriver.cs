@@ -188,14 +188,16 @@ internal static class QuantMath
     }
 
     /// <summary>
-    /// ggml's make_qkx3_quants with weights and use_mad = false: scale and (negated) min of an affine 0..nmax grid,
-    /// searched over nstep+1 candidate inverse scales by weighted least squares.
+    /// make_qkx3_quants' opening scan, shared by the scalar and vector searches: min (at most 0), max and the weighted
+    /// sums in ggml's order. False (and L zeroed) when the block is flat, the search then returning scale 0, min -min.
     /// </summary>
-    public static unsafe float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux, float rmin, float rdelta, int nstep)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static unsafe bool Qkx3Start(int n, float* x, float* weights, byte* L, out float min, out float max, out float sumW, out float sumX)
     {
-        float min = x[0], max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
+        min = x[0];
+        max = x[0];
+        sumW = weights[0];
+        sumX = sumW * x[0];
         for (int i = 1; i < n; ++i)
         {
             if (x[i] < min) min = x[i];
@@ -208,6 +210,19 @@ internal static class QuantMath
         if (max <= min)
         {
             for (int i = 0; i < n; ++i) L[i] = 0;
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// ggml's make_qkx3_quants with weights and use_mad = false: scale and (negated) min of an affine 0..nmax grid,
+    /// searched over nstep+1 candidate inverse scales by weighted least squares.
+    /// </summary>
+    public static unsafe float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux, float rmin, float rdelta, int nstep)
+    {
+        if (!Qkx3Start(n, x, weights, L, out float min, out float max, out float sumW, out float sumX))
+        {
             theMin = -min;
             return 0f;
         }

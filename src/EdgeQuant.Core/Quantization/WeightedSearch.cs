@@ -115,21 +115,8 @@ internal static unsafe class WeightedSearch
             byte* aux = stackalloc byte[N];
             return QuantMath.MakeQkx3Quants(N, nmax, x, weights, L, out theMin, aux, rmin, rdelta, nstep);
         }
-        float min = x[0], max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
-        for (int i = 1; i < N; ++i)
+        if (!QuantMath.Qkx3Start(N, x, weights, L, out float min, out float max, out float sumW, out float sumX))
         {
-            if (x[i] < min) min = x[i];
-            if (x[i] > max) max = x[i];
-            float w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0) min = 0;
-        if (max <= min)
-        {
-            for (int i = 0; i < N; ++i) L[i] = 0;
             theMin = -min;
             return 0f;
         }
