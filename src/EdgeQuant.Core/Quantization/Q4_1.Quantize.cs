@@ -52,25 +52,19 @@ public static unsafe partial class Q4_1
             QuantizeRowReference(new ReadOnlySpan<float>(xp, blocks * QuantBlocks.QK), new Span<BlockQ4_1>(yp, blocks));
             return;
         }
-        var half = Vector256.Create(0.5f);
-        var top = Vector256.Create((sbyte)15);
-        for (int i = 0; i < blocks; i++)
+        LegacyRows.Asymmetric<BlockQ4_1, VectorBlock>(xp, yp, blocks);
+    }
+
+    private readonly struct VectorBlock : IAsymmetricLegacyBlock<BlockQ4_1>
+    {
+        public static int Bits => 4;
+        public static bool Clamp => true;
+
+        public static void Store(BlockQ4_1* y, float d, float min, Vector256<byte> q)
         {
-            float* x = xp + i * QuantBlocks.QK;
-            var a = Vector256.Load(x);
-            var b = Vector256.Load(x + 8);
-            var c = Vector256.Load(x + 16);
-            var e = Vector256.Load(x + 24);
-            var (min, max) = BlockVectors.MinMax(x, a, b, c, e);
-            float d = (max - min) / ((1 << 4) - 1);
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yp[i].D = QuantMath.ToHalf(d);
-            yp[i].M = QuantMath.ToHalf(min);
-            var vid = Vector256.Create(id);
-            var vmin = Vector256.Create(min);
-            // ggml's MIN(15, (int8_t)v), on the low bytes of C's conversions.
-            var q = Vector256.Min(BlockVectors.TruncateToBytes((a - vmin) * vid + half, (b - vmin) * vid + half, (c - vmin) * vid + half, (e - vmin) * vid + half).AsSByte(), top).AsByte();
-            BlockVectors.PackNibbles(q).Store(yp[i].Qs);
+            y->D = QuantMath.ToHalf(d);
+            y->M = QuantMath.ToHalf(min);
+            BlockVectors.PackNibbles(q).Store(y->Qs);
         }
     }
 

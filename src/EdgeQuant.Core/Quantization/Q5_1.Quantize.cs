@@ -57,24 +57,20 @@ public static unsafe partial class Q5_1
             QuantizeRowReference(new ReadOnlySpan<float>(xp, blocks * QuantBlocks.QK), new Span<BlockQ5_1>(yp, blocks));
             return;
         }
-        var half = Vector256.Create(0.5f);
-        for (int i = 0; i < blocks; i++)
+        LegacyRows.Asymmetric<BlockQ5_1, VectorBlock>(xp, yp, blocks);
+    }
+
+    private readonly struct VectorBlock : IAsymmetricLegacyBlock<BlockQ5_1>
+    {
+        public static int Bits => 5;
+        public static bool Clamp => false;
+
+        public static void Store(BlockQ5_1* y, float d, float min, Vector256<byte> q)
         {
-            float* x = xp + i * QuantBlocks.QK;
-            var a = Vector256.Load(x);
-            var b = Vector256.Load(x + 8);
-            var c = Vector256.Load(x + 16);
-            var e = Vector256.Load(x + 24);
-            var (min, max) = BlockVectors.MinMax(x, a, b, c, e);
-            float d = (max - min) / ((1 << 5) - 1);
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            yp[i].D = QuantMath.ToHalf(d);
-            yp[i].M = QuantMath.ToHalf(min);
-            var vid = Vector256.Create(id);
-            var vmin = Vector256.Create(min);
-            var q = BlockVectors.TruncateToBytes((a - vmin) * vid + half, (b - vmin) * vid + half, (c - vmin) * vid + half, (e - vmin) * vid + half);
-            BlockVectors.PackNibbles(q).Store(yp[i].Qs);
-            *(uint*)yp[i].Qh = BlockVectors.FifthBits(q);
+            y->D = QuantMath.ToHalf(d);
+            y->M = QuantMath.ToHalf(min);
+            BlockVectors.PackNibbles(q).Store(y->Qs);
+            *(uint*)y->Qh = BlockVectors.FifthBits(q);
         }
     }
 
