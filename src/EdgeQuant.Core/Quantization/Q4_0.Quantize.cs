@@ -57,6 +57,7 @@ public static unsafe partial class Q4_0
     {
         public static int Levels => 8;
 
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public static void Store(BlockQ4_0* y, float d, Vector256<byte> q)
         {
             y->D = QuantMath.ToHalf(d);

@@ -60,6 +60,7 @@ public static unsafe partial class Q4_1
         public static int Bits => 4;
         public static bool Clamp => true;
 
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public static void Store(BlockQ4_1* y, float d, float min, Vector256<byte> q)
         {
             y->D = QuantMath.ToHalf(d);

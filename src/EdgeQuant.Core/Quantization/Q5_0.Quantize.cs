@@ -61,6 +61,7 @@ public static unsafe partial class Q5_0
     {
         public static int Levels => 16;
 
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public static void Store(BlockQ5_0* y, float d, Vector256<byte> q)
         {
             y->D = QuantMath.ToHalf(d);

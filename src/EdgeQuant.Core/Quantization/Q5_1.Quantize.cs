@@ -65,6 +65,7 @@ public static unsafe partial class Q5_1
         public static int Bits => 5;
         public static bool Clamp => false;
 
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public static void Store(BlockQ5_1* y, float d, float min, Vector256<byte> q)
         {
             y->D = QuantMath.ToHalf(d);
