@@ -32,10 +32,10 @@ public partial class Stories260KTests
                 Tokenizer tokenizer;
                 using (var gguf = ModelLoader.Load(SharedData.Require(Gguf)))
                 {
-                    HfFolderCopy.Write(gguf, temp.Path);
+                    EdgeQuant.Export.HfExporter.Export(gguf, Path.Combine(temp.Path, "hf"));
                     tokenizer = Tokenizer.FromData(gguf.Tokenizer!);
                 }
-                var hf = ModelLoader.Load(temp.Path);
+                var hf = ModelLoader.Load(Path.Combine(temp.Path, "hf"));
                 Assert.Equal(ModelFormat.HuggingFace, hf.Provenance.Format);
                 return (hf, tokenizer);
         }
