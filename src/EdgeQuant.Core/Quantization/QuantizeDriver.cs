@@ -90,7 +90,7 @@ internal static unsafe class QuantizeDriver
 }
 
 /// <summary>Scalar pieces of ggml-quants.c shared by the quantizers, with ggml's exact float semantics.</summary>
-internal static class QuantMath
+internal static partial class QuantMath
 {
     /// <summary>ggml's GROUP_MAX_EPS: a group whose largest magnitude is below this is all zeros.</summary>
     public const float GroupMaxEps = 1e-15f;
