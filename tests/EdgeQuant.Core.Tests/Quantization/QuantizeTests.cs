@@ -350,7 +350,7 @@ public class QuantizeTests
         Assert.Throws<ArgumentException>(() => Q4_0.Quantize(x, q[..20], 1, 64));     // destination too short
         Assert.Throws<ArgumentException>(() => Q4_0.Quantize(x, q, 1, 64, new float[32])); // importance length
         Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0.Quantize(x, q, -1, 64));
-        Assert.Throws<NotSupportedException>(() => Quantize.Rows(TensorType.Q2_K, x, q, 1, 64));
+        Assert.Throws<NotSupportedException>(() => Quantize.Rows(TensorType.Q8_K, x, q, 1, 64));
         Assert.Throws<ArgumentException>(() => Quantize.Rows(TensorType.Q6_K, x, q, 1, 64)); // 256-element blocks
         Assert.Equal(0, Q8_0.Quantize(x, q, 0, 64));
     }
