@@ -1,12 +1,379 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
 namespace EdgeQuant.Core.Quantization;
 
-// Placeholder until the Q3_K quantizer lands: Quantize.IsSupported reports false, so nothing calls this.
-public static partial class Q3_K
+// Q3_K quantization as ggml-quants.c's quantize_row_q3_K_ref (no importance: make_q3_quants per group of 16, weights
+// x^2, iterative refinement) and quantize_row_q3_K_impl (with one: weights qw*sqrt(sigma2 + x^2), sigma2 twice the
+// block's mean square, make_qx_quants per group, then make_qx_quants once more on the 16 group scales weighted by the
+// groups' weight sums). Then, in both, the weights are re-rounded against the quantized group scales and packed:
+// 2 low bits in qs, the high bit in hmask.
+//
+// The fast path puts one group in each vector lane (Q3KLanes): the data of a block, or of two blocks at a time, is
+// transposed so that the lanes run ggml's per-group loops side by side, every float operation the same as ggml's in
+// the same order. Two blocks at a time because make_q3_quants' refinement is one long dependency chain per group:
+// two independent chains keep the core busy while one waits on its division.
+public static unsafe partial class Q3_K
 {
-    /// <summary>Whether this type's quantizer is implemented.</summary>
-    public static bool Implemented => false;
+    private const int QK = QuantBlocks.QK_K;
+    private const int Groups = QK / 16;
 
-    /// <summary>Not implemented yet.</summary>
+    /// <summary>Whether this type's quantizer is implemented.</summary>
+    public static bool Implemented => true;
+
+    /// <summary>The scalar reference (quantize_row_q3_K_ref), ggml's operations in ggml's order.</summary>
+    public static void QuantizeRowReference(ReadOnlySpan<float> src, Span<BlockQ3_K> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QK);
+        fixed (float* x = src)
+        fixed (BlockQ3_K* y = dst)
+            RowReference(x, y, src.Length);
+    }
+
+    /// <summary>The same bytes as <see cref="QuantizeRowReference"/> through the vector path.</summary>
+    public static void QuantizeRow(ReadOnlySpan<float> src, Span<BlockQ3_K> dst)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QK);
+        fixed (float* x = src)
+        fixed (BlockQ3_K* y = dst)
+            RowFast(x, y, src.Length, null);
+    }
+
+    /// <summary>quantize_row_q3_K_impl with importance (one entry per column of the row), scalar, in ggml's order.</summary>
+    public static void QuantizeRowWeightedReference(ReadOnlySpan<float> src, Span<BlockQ3_K> dst, ReadOnlySpan<float> importance)
+    {
+        CheckWeighted(src, dst, importance);
+        fixed (float* x = src)
+        fixed (BlockQ3_K* y = dst)
+        fixed (float* w = importance)
+            RowWeightedReference(x, y, src.Length, w);
+    }
+
+    /// <summary>The same bytes as <see cref="QuantizeRowWeightedReference"/> through the vector path.</summary>
+    public static void QuantizeRowWeighted(ReadOnlySpan<float> src, Span<BlockQ3_K> dst, ReadOnlySpan<float> importance)
+    {
+        CheckWeighted(src, dst, importance);
+        fixed (float* x = src)
+        fixed (BlockQ3_K* y = dst)
+        fixed (float* w = importance)
+            RowFast(x, y, src.Length, w);
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="rows"/> rows of <paramref name="rowLength"/> (a multiple of 256) into
+    /// <paramref name="dst"/>, with importance when given; returns the bytes written. Multi-threaded over rows.
+    /// </summary>
     public static long Quantize(ReadOnlySpan<float> src, Span<byte> dst, int rows, int rowLength, ReadOnlySpan<float> importance = default, int threads = 0) =>
-        throw new NotSupportedException("quantizing to Q3_K is not implemented");
+        QuantizeDriver.Run<Quantizer>(src, dst, rows, rowLength, importance, threads, QK);
+
+    private readonly struct Quantizer : IRowQuantizer
+    {
+        public static int BlockBytes => sizeof(BlockQ3_K);
+        public static void Row(float* x, byte* y, int n) => RowFast(x, (BlockQ3_K*)y, n, null);
+        public static void RowWeighted(float* x, byte* y, int n, float* w) => RowFast(x, (BlockQ3_K*)y, n, w);
+    }
+
+    private static void CheckWeighted(ReadOnlySpan<float> src, Span<BlockQ3_K> dst, ReadOnlySpan<float> importance)
+    {
+        QuantGuard.Check(dst.Length, src.Length, QK);
+        if (importance.Length != src.Length)
+            throw new ArgumentException($"the importance vector has {importance.Length} entries for a row of {src.Length}", nameof(importance));
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Scalar reference
+
+    private static void RowReference(float* x, BlockQ3_K* y, int n)
+    {
+        sbyte* L = stackalloc sbyte[QK];
+        float* scales = stackalloc float[Groups];
+        for (int i = 0; i < n / QK; i++, x += QK)
+        {
+            for (int j = 0; j < Groups; ++j)
+                scales[j] = QuantMath.MakeQ3Quants(16, 4, x + 16 * j, L + 16 * j, doRmse: true);
+            QuantizeGroupScales(scales, y + i);
+            Finish(x, y + i, L);
+        }
+    }
+
+    private static void RowWeightedReference(float* x, BlockQ3_K* y, int n, float* importance)
+    {
+        sbyte* L = stackalloc sbyte[QK];
+        sbyte* Ls = stackalloc sbyte[Groups];
+        float* scales = stackalloc float[Groups];
+        float* weight = stackalloc float[16];
+        float* sw = stackalloc float[Groups];
+        for (int i = 0; i < n / QK; i++, x += QK)
+        {
+            float sumx2 = 0;
+            for (int j = 0; j < QK; ++j) sumx2 += x[j] * x[j];
+            float sigma2 = 2 * sumx2 / QK;
+            for (int j = 0; j < Groups; ++j)
+            {
+                float* qw = importance + QK * i + 16 * j;
+                for (int l = 0; l < 16; ++l) weight[l] = qw[l] * MathF.Sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                float sumw = 0;
+                for (int l = 0; l < 16; ++l) sumw += weight[l];
+                sw[j] = sumw;
+                scales[j] = QuantMath.MakeQxQuants(16, 4, x + 16 * j, L + 16 * j, weight);
+            }
+            var b = y + i;
+            float dBlock = QuantMath.MakeQxQuants(Groups, 32, scales, Ls, sw);
+            StoreScales(b, Ls, dBlock);
+            Finish(x, b, L);
+        }
+    }
+
+    /// <summary>quantize_row_q3_K_ref's scale step: the 16 group scales to 6 bits against the largest magnitude.</summary>
+    private static void QuantizeGroupScales(float* scales, BlockQ3_K* b)
+    {
+        float maxScale = 0, amax = 0;
+        for (int j = 0; j < Groups; ++j)
+        {
+            float scale = MathF.Abs(scales[j]);
+            if (scale > amax) { amax = scale; maxScale = scales[j]; }
+        }
+        for (int k = 0; k < QuantBlocks.KScaleSize; k++) b->Scales[k] = 0;
+        if (maxScale != 0)
+        {
+            float iscale = -32f / maxScale;
+            for (int j = 0; j < Groups; ++j)
+            {
+                // ggml stores nearest_int's result in an int8_t before clamping.
+                int l = (sbyte)QuantMath.NearestInt(iscale * scales[j]);
+                PackScale(b->Scales, j, Math.Max(-32, Math.Min(31, l)) + 32);
+            }
+            b->D = QuantMath.ToHalf(1 / iscale);
+        }
+        else
+        {
+            b->D = QuantMath.ToHalf(0f);
+        }
+    }
+
+    /// <summary>quantize_row_q3_K_impl's scale step: the levels make_qx_quants chose for the scales, and their scale.</summary>
+    private static void StoreScales(BlockQ3_K* b, sbyte* Ls, float dBlock)
+    {
+        for (int k = 0; k < QuantBlocks.KScaleSize; k++) b->Scales[k] = 0;
+        for (int j = 0; j < Groups; ++j) PackScale(b->Scales, j, Ls[j]);
+        b->D = QuantMath.ToHalf(dBlock);
+    }
+
+    /// <summary>Group j's 6-bit scale: low nibble in byte j (j &lt; 8) or the high nibble of byte j-8, top 2 bits in byte 8 + j%4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PackScale(byte* s, int j, int l)
+    {
+        if (j < 8) s[j] = (byte)(l & 0xF);
+        else s[j - 8] |= (byte)((l & 0xF) << 4);
+        l >>= 4;
+        s[j % 4 + 8] |= (byte)(l << (2 * (j / 4)));
+    }
+
+    /// <summary>Group j's signed scale as ggml reads it back from the packed bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int UnpackScale(byte* s, int j)
+    {
+        int sc = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+        return (sc | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+    }
+
+    /// <summary>
+    /// Both ggml functions' tail: re-round against the quantized group scales (groups whose scale is 0 keep the
+    /// search's levels), then the high bits into hmask and the low two into qs. Scalar, ggml's loops.
+    /// </summary>
+    private static void Finish(float* x, BlockQ3_K* b, sbyte* L)
+    {
+        for (int j = 0; j < Groups; ++j)
+        {
+            int sc = UnpackScale(b->Scales, j);
+            float d = (float)b->D * sc;
+            if (d == 0) continue;
+            for (int ii = 0; ii < 16; ++ii)
+            {
+                int l = QuantMath.NearestInt(x[16 * j + ii] / d);
+                l = Math.Max(-4, Math.Min(3, l));
+                L[16 * j + ii] = (sbyte)(l + 4);
+            }
+        }
+        for (int k = 0; k < QK / 8; k++) b->HMask[k] = 0;
+        int m = 0;
+        byte hm = 1;
+        for (int j = 0; j < QK; ++j)
+        {
+            if (L[j] > 3)
+            {
+                b->HMask[m] |= hm;
+                L[j] -= 4;
+            }
+            if (++m == QK / 8)
+            {
+                m = 0;
+                hm <<= 1;
+            }
+        }
+        for (int j = 0; j < QK; j += 128)
+            for (int l = 0; l < 32; ++l)
+                b->Qs[j / 4 + l] = (byte)((byte)L[j + l] | ((byte)L[j + l + 32] << 2) | ((byte)L[j + l + 64] << 4) | ((byte)L[j + l + 96] << 6));
+    }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Fast path
+
+    private const int MaxLanes = 32;
+    private const int SigmaWindow = 8;
+
+    private struct Scratch
+    {
+        public float* Xt, Lt, Wt, Wxt, Qwt, Scales, Sw, Sigma2, D;
+        public byte* L;
+    }
+
+    private static void RowFast(float* x, BlockQ3_K* y, int n, float* w)
+    {
+        if (Vector512.IsHardwareAccelerated)
+            RowLanes<GroupLanePair<GroupLanes512>, GroupLanes512>(x, y, n, w);
+        else if (Vector256.IsHardwareAccelerated)
+            RowLanes<GroupLanePair<GroupLanePair<GroupLanes256>>, GroupLanePair<GroupLanes256>>(x, y, n, w);
+        else if (w == null)
+            RowReference(x, y, n);
+        else
+            RowWeightedReference(x, y, n, w);
+    }
+
+    /// <summary>
+    /// <typeparamref name="TW"/>: 32 lanes (two blocks per batch, and the 19 candidates of the scale search);
+    /// <typeparamref name="TN"/>: 16 lanes, for a row's last block when the count is odd.
+    /// </summary>
+    private static void RowLanes<TW, TN>(float* x, BlockQ3_K* y, int n, float* importance)
+        where TW : unmanaged, IGroupLanes<TW> where TN : unmanaged, IGroupLanes<TN>
+    {
+        float* buffer = stackalloc float[5 * 16 * MaxLanes + 3 * MaxLanes + SigmaWindow];
+        byte* levels = stackalloc byte[16 * MaxLanes];
+        var s = new Scratch
+        {
+            Xt = buffer, Lt = buffer + 16 * MaxLanes, Wt = buffer + 2 * 16 * MaxLanes, Wxt = buffer + 3 * 16 * MaxLanes,
+            Qwt = buffer + 4 * 16 * MaxLanes, Scales = buffer + 5 * 16 * MaxLanes, Sw = buffer + 5 * 16 * MaxLanes + MaxLanes,
+            D = buffer + 5 * 16 * MaxLanes + 2 * MaxLanes, Sigma2 = buffer + 5 * 16 * MaxLanes + 3 * MaxLanes, L = levels,
+        };
+        float* sigma2 = stackalloc float[MaxLanes];
+        int nb = n / QK;
+        int perWide = TW.Count / Groups;
+        for (int w0 = 0; w0 < nb; w0 += SigmaWindow)
+        {
+            int w1 = Math.Min(nb, w0 + SigmaWindow);
+            if (importance != null) Sigma2(x + (long)w0 * QK, w1 - w0, s.Sigma2);
+            int i = w0;
+            for (; i + perWide <= w1; i += perWide)
+                Batch<TW, TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+            for (; i < w1; i++)
+                Batch<TN, TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+        }
+    }
+
+    /// <summary>
+    /// ggml's sigma2 = 2*sum(x^2)/256 for up to <see cref="SigmaWindow"/> blocks. Each sum is in element order as
+    /// ggml's; four blocks' sums are interleaved because each alone is a 256-add dependency chain.
+    /// </summary>
+    private static void Sigma2(float* x, int blocks, float* sigma2)
+    {
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4)
+        {
+            float* p0 = x + b * QK, p1 = p0 + QK, p2 = p1 + QK, p3 = p2 + QK;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int j = 0; j < QK; ++j)
+            {
+                s0 += p0[j] * p0[j];
+                s1 += p1[j] * p1[j];
+                s2 += p2[j] * p2[j];
+                s3 += p3[j] * p3[j];
+            }
+            sigma2[b] = 2 * s0 / QK;
+            sigma2[b + 1] = 2 * s1 / QK;
+            sigma2[b + 2] = 2 * s2 / QK;
+            sigma2[b + 3] = 2 * s3 / QK;
+        }
+        for (; b < blocks; b++)
+        {
+            float* p = x + b * QK;
+            float s0 = 0;
+            for (int j = 0; j < QK; ++j) s0 += p[j] * p[j];
+            sigma2[b] = 2 * s0 / QK;
+        }
+    }
+
+    /// <summary>
+    /// <typeparamref name="T"/>.Count / 16 consecutive blocks at <paramref name="x"/>, one group per lane;
+    /// <typeparamref name="TC"/> (at least 19 lanes) runs the weighted scale search.
+    /// </summary>
+    private static void Batch<T, TC>(float* x, BlockQ3_K* y, float* qw, float* blockSigma2, ref Scratch s)
+        where T : unmanaged, IGroupLanes<T> where TC : unmanaged, IGroupLanes<TC>
+    {
+        int c = T.Count;
+        int blocks = c / Groups;
+        Transpose(x, s.Xt, c);
+        if (qw == null)
+        {
+            Q3KLanes.MakeQ3Quants<T>(s.Xt, s.Lt, s.Scales, s.Wt, s.Wxt);
+            for (int b = 0; b < blocks; b++) QuantizeGroupScales(s.Scales + Groups * b, y + b);
+        }
+        else
+        {
+            Transpose(qw, s.Qwt, c);
+            float* laneSigma2 = s.D; // borrowed: the per-lane scales are only needed after the search
+            for (int lane = 0; lane < c; lane++) laneSigma2[lane] = blockSigma2[lane / Groups];
+            Q3KLanes.MakeQxQuantsWeighted<T>(s.Xt, s.Qwt, laneSigma2, s.Lt, s.Scales, s.Sw, s.Wt, s.Wxt);
+            sbyte* Ls = stackalloc sbyte[Groups];
+            for (int b = 0; b < blocks; b++)
+            {
+                float dBlock = Q3KLanes.MakeQxQuants32<TC>(s.Scales + Groups * b, Ls, s.Sw + Groups * b);
+                StoreScales(y + b, Ls, dBlock);
+            }
+        }
+
+        for (int lane = 0; lane < c; lane++)
+        {
+            var b = y + lane / Groups;
+            s.D[lane] = (float)b->D * UnpackScale(b->Scales, lane % Groups);
+        }
+        var d = T.Load(s.D);
+        var keep = T.EqualTo(d, T.Zero);
+        var four = T.Splat(4f);
+        for (int i = 0; i < 16; i++)
+        {
+            var l = T.Level(T.Load(s.Xt + i * c) / d, -4, 3) + four;
+            T.Store(T.Select(keep, T.Load(s.Lt + i * c), l), s.Lt + i * c);
+        }
+        for (int lane = 0; lane < c; lane++)
+            for (int i = 0; i < 16; i++)
+                s.L[lane * 16 + i] = (byte)s.Lt[i * c + lane];
+        for (int b = 0; b < blocks; b++) Pack(s.L + QK * b, y + b);
+    }
+
+    /// <summary>dst[i * lanes + g] = src[g * 16 + i]: element i of every group in one row of lanes.</summary>
+    private static void Transpose(float* src, float* dst, int lanes)
+    {
+        for (int g = 0; g < lanes; g++)
+            for (int i = 0; i < 16; i++)
+                dst[i * lanes + g] = src[g * 16 + i];
+    }
+
+    /// <summary>hmask and qs from 256 levels in 0..7, as the reference's loops set them.</summary>
+    private static void Pack(byte* L, BlockQ3_K* b)
+    {
+        var three = Vector256.Create((byte)3);
+        var hm = Vector256<byte>.Zero;
+        for (int k = 0; k < 8; k++)
+            hm |= Vector256.GreaterThan(Vector256.Load(L + 32 * k), three) & Vector256.Create((byte)(1 << k));
+        hm.Store(b->HMask);
+        for (int h = 0; h < 2; h++)
+        {
+            byte* p = L + 128 * h;
+            var q = (Vector256.Load(p) & three)
+                | Vector256.ShiftLeft(Vector256.Load(p + 32) & three, 2)
+                | Vector256.ShiftLeft(Vector256.Load(p + 64) & three, 4)
+                | Vector256.ShiftLeft(Vector256.Load(p + 96) & three, 6);
+            q.Store(b->Qs + 32 * h);
+        }
+    }
 }

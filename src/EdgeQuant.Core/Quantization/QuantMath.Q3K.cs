@@ -1,0 +1,404 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace EdgeQuant.Core.Quantization;
+
+internal static partial class QuantMath
+{
+    /// <summary>
+    /// ggml's make_q3_quants: levels L in 0..2*nmax-1 for a symmetric grid and their scale. With
+    /// <paramref name="doRmse"/>, the weights are x^2 and each level is revisited (at most five passes) while moving it
+    /// to its least-squares position raises sumlx^2/suml2. ggml's float operations in ggml's order.
+    /// </summary>
+    public static unsafe float MakeQ3Quants(int n, int nmax, float* x, sbyte* L, bool doRmse)
+    {
+        float max = 0, amax = 0;
+        for (int i = 0; i < n; ++i)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < GroupMaxEps)
+        {
+            for (int i = 0; i < n; ++i) L[i] = 0;
+            return 0f;
+        }
+        float iscale = -nmax / max;
+        if (doRmse)
+        {
+            float sumlx = 0, suml2 = 0;
+            for (int i = 0; i < n; ++i)
+            {
+                int l = NearestInt(iscale * x[i]);
+                l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+                L[i] = (sbyte)l;
+                float w = x[i] * x[i];
+                sumlx += w * x[i] * l;
+                suml2 += w * l * l;
+            }
+            for (int itry = 0; itry < 5; ++itry)
+            {
+                int changed = 0;
+                for (int i = 0; i < n; ++i)
+                {
+                    float w = x[i] * x[i];
+                    float slx = sumlx - w * x[i] * L[i];
+                    if (slx > 0)
+                    {
+                        float sl2 = suml2 - w * L[i] * L[i];
+                        int newL = NearestInt(x[i] * sl2 / slx);
+                        newL = Math.Max(-nmax, Math.Min(nmax - 1, newL));
+                        if (newL != L[i])
+                        {
+                            slx += w * x[i] * newL;
+                            sl2 += w * newL * newL;
+                            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                            {
+                                L[i] = (sbyte)newL;
+                                sumlx = slx;
+                                suml2 = sl2;
+                                ++changed;
+                            }
+                        }
+                    }
+                }
+                if (changed == 0) break;
+            }
+            for (int i = 0; i < n; ++i) L[i] += (sbyte)nmax;
+            return suml2 > 0f ? sumlx / suml2 : 0f;
+        }
+        for (int i = 0; i < n; ++i)
+        {
+            int l = NearestInt(iscale * x[i]);
+            l = Math.Max(-nmax, Math.Min(nmax - 1, l));
+            L[i] = (sbyte)(l + nmax);
+        }
+        return 1 / iscale;
+    }
+}
+
+/// <summary>
+/// A vector of float lanes for the K-quant group searches, where lane g holds group g's running state (or, for the
+/// scale search, candidate g's). Each group runs ggml's scalar loop unchanged in its own lane, so the floats are
+/// ggml's: no reordering of sums, no fused multiply-add. Masks are lanes of all ones or all zeros.
+/// </summary>
+internal unsafe interface IGroupLanes<T> where T : unmanaged, IGroupLanes<T>
+{
+    static abstract int Count { get; }
+    static abstract T Zero { get; }
+    static abstract T Load(float* p);
+    static abstract void Store(T v, float* p);
+    static abstract T Splat(float f);
+    static abstract T operator +(T a, T b);
+    static abstract T operator -(T a, T b);
+    static abstract T operator *(T a, T b);
+    static abstract T operator /(T a, T b);
+    static abstract T operator &(T a, T b);
+    static abstract T operator |(T a, T b);
+    static abstract T Sqrt(T a);
+    static abstract T Abs(T a);
+    static abstract T GreaterThan(T a, T b);
+    static abstract T EqualTo(T a, T b);
+    /// <summary><paramref name="a"/> and not <paramref name="b"/>.</summary>
+    static abstract T AndNot(T a, T b);
+    static abstract T Select(T mask, T ifSet, T ifClear);
+    static abstract bool Any(T mask);
+    /// <summary>ggml's nearest_int (the 1.5*2^23 bit trick, garbage-for-garbage beyond its range) clamped to [lo, hi], as floats.</summary>
+    static abstract T Level(T v, int lo, int hi);
+}
+
+internal readonly unsafe struct GroupLanes512 : IGroupLanes<GroupLanes512>
+{
+    private readonly Vector512<float> v;
+    private GroupLanes512(Vector512<float> v) => this.v = v;
+    public static int Count => 16;
+    public static GroupLanes512 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Load(float* p) => new(Vector512.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(GroupLanes512 a, float* p) => a.v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Splat(float f) => new(Vector512.Create(f));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator +(GroupLanes512 a, GroupLanes512 b) => new(a.v + b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator -(GroupLanes512 a, GroupLanes512 b) => new(a.v - b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator *(GroupLanes512 a, GroupLanes512 b) => new(a.v * b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator /(GroupLanes512 a, GroupLanes512 b) => new(a.v / b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator &(GroupLanes512 a, GroupLanes512 b) => new(a.v & b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 operator |(GroupLanes512 a, GroupLanes512 b) => new(a.v | b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Sqrt(GroupLanes512 a) => new(Vector512.Sqrt(a.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Abs(GroupLanes512 a) => new(Vector512.Abs(a.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 GreaterThan(GroupLanes512 a, GroupLanes512 b) => new(Vector512.GreaterThan(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 EqualTo(GroupLanes512 a, GroupLanes512 b) => new(Vector512.Equals(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 AndNot(GroupLanes512 a, GroupLanes512 b) => new(Vector512.AndNot(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Select(GroupLanes512 m, GroupLanes512 a, GroupLanes512 b) => new(Vector512.ConditionalSelect(m.v, a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes512 m) => m.v.ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static GroupLanes512 Level(GroupLanes512 a, int lo, int hi)
+    {
+        var i = ((a.v + Vector512.Create(12582912f)).AsInt32() & Vector512.Create(0x007fffff)) - Vector512.Create(0x00400000);
+        return new(Vector512.ConvertToSingle(Vector512.Min(Vector512.Max(i, Vector512.Create(lo)), Vector512.Create(hi))));
+    }
+}
+
+internal readonly unsafe struct GroupLanes256 : IGroupLanes<GroupLanes256>
+{
+    private readonly Vector256<float> v;
+    private GroupLanes256(Vector256<float> v) => this.v = v;
+    public static int Count => 8;
+    public static GroupLanes256 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Load(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(GroupLanes256 a, float* p) => a.v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Splat(float f) => new(Vector256.Create(f));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator +(GroupLanes256 a, GroupLanes256 b) => new(a.v + b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator -(GroupLanes256 a, GroupLanes256 b) => new(a.v - b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator *(GroupLanes256 a, GroupLanes256 b) => new(a.v * b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator /(GroupLanes256 a, GroupLanes256 b) => new(a.v / b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator &(GroupLanes256 a, GroupLanes256 b) => new(a.v & b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 operator |(GroupLanes256 a, GroupLanes256 b) => new(a.v | b.v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Sqrt(GroupLanes256 a) => new(Vector256.Sqrt(a.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Abs(GroupLanes256 a) => new(Vector256.Abs(a.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 GreaterThan(GroupLanes256 a, GroupLanes256 b) => new(Vector256.GreaterThan(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 EqualTo(GroupLanes256 a, GroupLanes256 b) => new(Vector256.Equals(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 AndNot(GroupLanes256 a, GroupLanes256 b) => new(Vector256.AndNot(a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Select(GroupLanes256 m, GroupLanes256 a, GroupLanes256 b) => new(Vector256.ConditionalSelect(m.v, a.v, b.v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes256 m) => m.v.ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static GroupLanes256 Level(GroupLanes256 a, int lo, int hi)
+    {
+        var i = ((a.v + Vector256.Create(12582912f)).AsInt32() & Vector256.Create(0x007fffff)) - Vector256.Create(0x00400000);
+        return new(Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(i, Vector256.Create(lo)), Vector256.Create(hi))));
+    }
+}
+
+/// <summary>
+/// Two lane vectors side by side (lanes 0..n-1 in the first). Besides width, this gives the core independent
+/// dependency chains: the make_q3_quants passes are a long serial chain per group, so two blocks at once run at
+/// nearly the cost of one.
+/// </summary>
+internal readonly unsafe struct GroupLanePair<T> : IGroupLanes<GroupLanePair<T>> where T : unmanaged, IGroupLanes<T>
+{
+    private readonly T a, b;
+    private GroupLanePair(T a, T b) { this.a = a; this.b = b; }
+    public static int Count => 2 * T.Count;
+    public static GroupLanePair<T> Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Load(float* p) => new(T.Load(p), T.Load(p + T.Count));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(GroupLanePair<T> v, float* p) { T.Store(v.a, p); T.Store(v.b, p + T.Count); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Splat(float f) { var s = T.Splat(f); return new(s, s); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator +(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a + y.a, x.b + y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator -(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a - y.a, x.b - y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator *(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a * y.a, x.b * y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator /(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a / y.a, x.b / y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator &(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a & y.a, x.b & y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> operator |(GroupLanePair<T> x, GroupLanePair<T> y) => new(x.a | y.a, x.b | y.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Sqrt(GroupLanePair<T> x) => new(T.Sqrt(x.a), T.Sqrt(x.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Abs(GroupLanePair<T> x) => new(T.Abs(x.a), T.Abs(x.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> GreaterThan(GroupLanePair<T> x, GroupLanePair<T> y) => new(T.GreaterThan(x.a, y.a), T.GreaterThan(x.b, y.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> EqualTo(GroupLanePair<T> x, GroupLanePair<T> y) => new(T.EqualTo(x.a, y.a), T.EqualTo(x.b, y.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> AndNot(GroupLanePair<T> x, GroupLanePair<T> y) => new(T.AndNot(x.a, y.a), T.AndNot(x.b, y.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Select(GroupLanePair<T> m, GroupLanePair<T> x, GroupLanePair<T> y) => new(T.Select(m.a, x.a, y.a), T.Select(m.b, x.b, y.b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanePair<T> m) => T.Any(m.a | m.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Level(GroupLanePair<T> x, int lo, int hi) => new(T.Level(x.a, lo, hi), T.Level(x.b, lo, hi));
+}
+
+/// <summary>
+/// The Q3_K searches with one group per lane (<see cref="IGroupLanes{T}"/>): the data is transposed so that row i
+/// of a [16 x lanes] array holds element i of every group. Same floats as <see cref="QuantMath.MakeQ3Quants"/> and
+/// <see cref="QuantMath.MakeQxQuants"/>, per lane.
+/// </summary>
+internal static unsafe class Q3KLanes
+{
+    private const int G = 16;
+
+    /// <summary>Per-lane largest magnitude and the signed value that has it (the first one met, as ggml keeps it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static T SignedMax<T>(float* xt, out T zeroGroups) where T : unmanaged, IGroupLanes<T>
+    {
+        int c = T.Count;
+        T amax = T.Zero, max = T.Zero;
+        for (int i = 0; i < G; i++)
+        {
+            var v = T.Load(xt + i * c);
+            var ax = T.Abs(v);
+            var m = T.GreaterThan(ax, amax);
+            amax = T.Select(m, ax, amax);
+            max = T.Select(m, v, max);
+        }
+        zeroGroups = T.GreaterThan(T.Splat(QuantMath.GroupMaxEps), amax);
+        return max;
+    }
+
+    /// <summary>
+    /// make_q3_quants(16, 4, do_rmse = true) for every lane. The five refinement passes run in lock step: a lane whose
+    /// pass changed nothing would, from the same state, change nothing again, so running it on is the same as
+    /// ggml's early exit. Levels (0..7) go to <paramref name="lt"/>, the scales to <paramref name="scales"/>;
+    /// <paramref name="wt"/> and <paramref name="wxt"/> are scratch of the size of <paramref name="xt"/>.
+    /// </summary>
+    public static void MakeQ3Quants<T>(float* xt, float* lt, float* scales, float* wt, float* wxt) where T : unmanaged, IGroupLanes<T>
+    {
+        int c = T.Count;
+        var max = SignedMax<T>(xt, out var zeroGroups);
+        var iscale = T.Splat(-4f) / max;
+        T sumlx = T.Zero, suml2 = T.Zero;
+        for (int i = 0; i < G; i++)
+        {
+            var v = T.Load(xt + i * c);
+            var w = v * v;
+            var wx = w * v;
+            T.Store(w, wt + i * c);
+            T.Store(wx, wxt + i * c);
+            var l = T.Level(iscale * v, -4, 3);
+            T.Store(l, lt + i * c);
+            sumlx += wx * l;
+            suml2 += w * l * l;
+        }
+        var zero = T.Zero;
+        for (int itry = 0; itry < 5; ++itry)
+        {
+            T changed = T.Zero;
+            // sumlx*sumlx of the current state; after an accepted move it is the slx*slx the test just formed.
+            var sumlx2 = sumlx * sumlx;
+            for (int i = 0; i < G; i++)
+            {
+                var v = T.Load(xt + i * c);
+                var w = T.Load(wt + i * c);
+                var wx = T.Load(wxt + i * c);
+                var l = T.Load(lt + i * c);
+                var slx = sumlx - wx * l;
+                var sl2 = suml2 - w * l * l;
+                var nl = T.Level(v * sl2 / slx, -4, 3);
+                var slxN = slx + wx * nl;
+                var sl2N = sl2 + w * nl * nl;
+                var sq = slxN * slxN;
+                var accept = T.AndNot(T.GreaterThan(slx, zero), T.EqualTo(nl, l))
+                    & T.GreaterThan(sl2N, zero)
+                    & T.GreaterThan(sq * suml2, sumlx2 * sl2N);
+                T.Store(T.Select(accept, nl, l), lt + i * c);
+                sumlx = T.Select(accept, slxN, sumlx);
+                suml2 = T.Select(accept, sl2N, suml2);
+                sumlx2 = T.Select(accept, sq, sumlx2);
+                changed |= accept;
+            }
+            if (!T.Any(changed)) break;
+        }
+        var four = T.Splat(4f);
+        for (int i = 0; i < G; i++)
+            T.Store(T.Select(zeroGroups, zero, T.Load(lt + i * c) + four), lt + i * c);
+        var scale = T.Select(T.GreaterThan(suml2, zero), sumlx / suml2, zero);
+        T.Store(T.Select(zeroGroups, zero, scale), scales);
+    }
+
+    /// <summary>
+    /// quantize_row_q3_K_impl's per-group part for every lane: weights qw*sqrt(sigma2 + x^2) (into
+    /// <paramref name="wt"/>), their sums (<paramref name="sw"/>), and make_qx_quants(16, 4, rmse_type 1) with them.
+    /// <paramref name="sigma2"/> holds each lane's block value.
+    /// </summary>
+    public static void MakeQxQuantsWeighted<T>(float* xt, float* qwt, float* sigma2, float* lt, float* scales, float* sw, float* wt, float* wxt)
+        where T : unmanaged, IGroupLanes<T>
+    {
+        int c = T.Count;
+        var s2 = T.Load(sigma2);
+        T sumw = T.Zero;
+        for (int i = 0; i < G; i++)
+        {
+            var v = T.Load(xt + i * c);
+            var w = T.Load(qwt + i * c) * T.Sqrt(s2 + v * v);
+            T.Store(w, wt + i * c);
+            T.Store(w * v, wxt + i * c);
+            sumw += w;
+        }
+        T.Store(sumw, sw);
+
+        var max = SignedMax<T>(xt, out var zeroGroups);
+        var zero = T.Zero;
+        var iscale = T.Splat(-4f) / max;
+        Sums<T>(iscale, xt, wt, wxt, out var sumlx, out var suml2);
+        var scale = T.Select(T.EqualTo(suml2, zero), zero, sumlx / suml2);
+        var best = scale * sumlx;
+        var bestIscale = iscale;
+        for (int step = -9; step <= 9; ++step)
+        {
+            if (step == 0) continue;
+            iscale = T.Splat(-(4 + 0.1f * step)) / max;
+            Sums<T>(iscale, xt, wt, wxt, out sumlx, out suml2);
+            var accept = T.GreaterThan(suml2, zero) & T.GreaterThan(sumlx * sumlx, best * suml2);
+            var s = sumlx / suml2;
+            scale = T.Select(accept, s, scale);
+            best = T.Select(accept, s * sumlx, best);
+            bestIscale = T.Select(accept, iscale, bestIscale);
+        }
+        var four = T.Splat(4f);
+        for (int i = 0; i < G; i++)
+            T.Store(T.Select(zeroGroups, zero, T.Level(bestIscale * T.Load(xt + i * c), -4, 3) + four), lt + i * c);
+        T.Store(T.Select(zeroGroups, zero, scale), scales);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Sums<T>(T iscale, float* xt, float* wt, float* wxt, out T sumlx, out T suml2) where T : unmanaged, IGroupLanes<T>
+    {
+        int c = T.Count;
+        sumlx = T.Zero;
+        suml2 = T.Zero;
+        for (int i = 0; i < G; i++)
+        {
+            var l = T.Level(iscale * T.Load(xt + i * c), -4, 3);
+            sumlx += T.Load(wxt + i * c) * l;
+            suml2 += T.Load(wt + i * c) * l * l;
+        }
+    }
+
+    /// <summary>
+    /// make_qx_quants(16, 32, rmse_type 1) on one block's 16 group scales with weights <paramref name="w"/>, the 19
+    /// candidate inverse scales in lanes (lane 0 the first guess, lanes 1..18 steps -9..-1, 1..9) so that each
+    /// candidate's sums still run in element order; the choice among them is then ggml's, in ggml's order.
+    /// </summary>
+    public static float MakeQxQuants32<T>(float* x, sbyte* L, float* w) where T : unmanaged, IGroupLanes<T>
+    {
+        const int N = 16, Nmax = 32;
+        float max = 0, amax = 0;
+        for (int i = 0; i < N; ++i)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax) { amax = ax; max = x[i]; }
+        }
+        if (amax < QuantMath.GroupMaxEps)
+        {
+            for (int i = 0; i < N; ++i) L[i] = 0;
+            return 0f;
+        }
+        int c = T.Count; // at least 19 lanes (checked by the caller's choice of T)
+        float* isc = stackalloc float[c];
+        isc[0] = -Nmax / max;
+        for (int k = 1; k < c; k++)
+        {
+            int step = k <= 9 ? k - 10 : k <= 18 ? k - 9 : 0;
+            isc[k] = step == 0 ? isc[0] : -(Nmax + 0.1f * step) / max;
+        }
+        var vi = T.Load(isc);
+        T sumlx = T.Zero, suml2 = T.Zero;
+        for (int i = 0; i < N; ++i)
+        {
+            var l = T.Level(vi * T.Splat(x[i]), -Nmax, Nmax - 1);
+            sumlx += T.Splat(w[i] * x[i]) * l;
+            suml2 += T.Splat(w[i]) * l * l;
+        }
+        float* s1 = stackalloc float[c];
+        float* s2 = stackalloc float[c];
+        T.Store(sumlx, s1);
+        T.Store(suml2, s2);
+        float scale = s2[0] != 0 ? s1[0] / s2[0] : 0f;
+        float best = scale * s1[0];
+        int win = 0;
+        for (int k = 1; k <= 18; k++)
+        {
+            if (s2[k] > 0 && s1[k] * s1[k] > best * s2[k])
+            {
+                scale = s1[k] / s2[k];
+                best = scale * s1[k];
+                win = k;
+            }
+        }
+        for (int i = 0; i < N; ++i)
+        {
+            int l = QuantMath.NearestInt(isc[win] * x[i]);
+            L[i] = (sbyte)(Nmax + Math.Max(-Nmax, Math.Min(Nmax - 1, l)));
+        }
+        return scale;
+    }
+}
