@@ -104,7 +104,7 @@ public static class QuantizationPolicy
             var (name, shape, source) = tensors[i];
             string? note = null;
             TensorType type;
-            bool allows = AllowsQuantization(name, shape, options, out string? keptBecause);
+            bool allows = AllowsQuantization(name, shape, options.LeaveOutputTensor, out string? keptBecause);
             if (!allows)
             {
                 type = source;
@@ -224,7 +224,19 @@ public static class QuantizationPolicy
         ".rel_pos", ".patch_embd", ".patch_merger", "a.rvq.codebook", "mm.a.code_embd",
     ];
 
-    private static bool AllowsQuantization(string name, long[] ne, QuantizationPolicyOptions options, out string? keptBecause)
+    /// <summary>
+    /// llama.cpp's tensor_allows_quantization: whether a tensor may change type at all (2-D or more, a name ending in
+    /// "weight", not a norm, not a positional/routing/tiny tensor, not output.weight under --leave-output-tensor).
+    /// <paramref name="shape"/> is in ggml order (ne0 first).
+    /// </summary>
+    public static bool AllowsQuantization(string name, long[] shape, bool leaveOutputTensor)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(shape);
+        return AllowsQuantization(name, shape, leaveOutputTensor, out _);
+    }
+
+    private static bool AllowsQuantization(string name, long[] ne, bool leaveOutputTensor, out string? keptBecause)
     {
         // only_copy (llama-quantize COPY) is not a file type here, so the first C++ check never fires.
         if (GgmlNDims(ne) < 2)
@@ -241,7 +253,7 @@ public static class QuantizationPolicy
             keptBecause = "not a weight: kept as is";
             return false;
         }
-        if (options.LeaveOutputTensor && name == "output.weight")
+        if (leaveOutputTensor && name == "output.weight")
         {
             keptBecause = "--leave-output-tensor: kept as is";
             return false;
