@@ -129,7 +129,7 @@ public static class GgufExporter
             throw new BadInputException($"--outtype: GGUF export writes F32, F16 or BF16, not {ot}");
         ExportPaths.CheckOutput(model.Provenance.SourcePath, outputPath, options.Overwrite);
         if (Directory.Exists(outputPath)) throw new BadInputException($"{outputPath}: is a folder; a GGUF export writes one file");
-        string arch = ArchitectureName(model.Config.Architecture);
+        ArchitectureName(model.Config.Architecture);
 
         var order = ExportOrder(model);
         // 1-D tensors (norms, biases) stay F32 as llama.cpp's converter keeps them: they are small and feed F32 ops.
@@ -137,20 +137,7 @@ public static class GgufExporter
         uint fileType = FileTypeOf(ExportTypes.Predominant(plan.Select(p => (p.Tensor.Shape, p.Type))));
         string hash = SourceSha256(order, cancellationToken);
 
-        var md = new List<KeyValuePair<string, GgufValue>>
-        {
-            new(GgufConstants.ArchitectureKey, arch),
-            new("general.name", options.Name ?? model.Provenance.Name ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath))),
-            new("general.file_type", fileType),
-            new("general.quantization_version", QuantizationVersion),
-            new(VersionKey, ExportTypes.ToolVersion),
-            new(SourceHashKey, hash),
-            new(SourceFormatKey, model.Provenance.Format.ToString()),
-            new(SourceFileKey, Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath))),
-        };
-        md.AddRange(ArchitectureMetadata(model.Config));
-        // Without a tokenizer (a bare llama2.c checkpoint) the file still loads in llama.cpp, as a model without vocabulary.
-        if (model.Tokenizer is not null) md.AddRange(Tokenizer.FromModel(model).ToGgufMetadata());
+        var md = Metadata(model, options.Name, fileType, hash);
 
         int written = 0;
         var toWrite = plan.Select(p => GgufTensorToWrite.FromStream(p.Tensor.Name, p.Type, p.Tensor.Shape, s =>
@@ -162,6 +149,29 @@ public static class GgufExporter
         GgufWriter.Write(outputPath, md, toWrite);
         return new GgufExportResult(Path.GetFullPath(outputPath), plan.Count, new FileInfo(outputPath).Length, fileType, hash,
             plan.Select(p => (p.Tensor.Name, p.Type)).ToList());
+    }
+
+    /// <summary>
+    /// The file's metadata before any tensor: <c>general.*</c>, <c>edgequant.*</c> provenance, the architecture's keys and
+    /// the tokenizer. <paramref name="fileType"/> is llama.cpp's <c>llama_ftype</c> id.
+    /// </summary>
+    internal static List<KeyValuePair<string, GgufValue>> Metadata(Model model, string? name, uint fileType, string sourceSha256)
+    {
+        var md = new List<KeyValuePair<string, GgufValue>>
+        {
+            new(GgufConstants.ArchitectureKey, ArchitectureName(model.Config.Architecture)),
+            new("general.name", name ?? model.Provenance.Name ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath))),
+            new("general.file_type", fileType),
+            new("general.quantization_version", QuantizationVersion),
+            new(VersionKey, ExportTypes.ToolVersion),
+            new(SourceHashKey, sourceSha256),
+            new(SourceFormatKey, model.Provenance.Format.ToString()),
+            new(SourceFileKey, Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath))),
+        };
+        md.AddRange(ArchitectureMetadata(model.Config));
+        // Without a tokenizer (a bare llama2.c checkpoint) the file still loads in llama.cpp, as a model without vocabulary.
+        if (model.Tokenizer is not null) md.AddRange(Tokenizer.FromModel(model).ToGgufMetadata());
+        return md;
     }
 
     /// <summary>See <see cref="SourceHashKey"/>.</summary>

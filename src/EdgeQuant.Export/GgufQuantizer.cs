@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using EdgeQuant.Compression.GgufQuant;
+using EdgeQuant.Compression.Imatrix;
+using EdgeQuant.Core.Errors;
+using EdgeQuant.Core.Quantization;
+using EdgeQuant.Core.Tensors;
+using EdgeQuant.Formats.Gguf;
+using EdgeQuant.Models;
+
+namespace EdgeQuant.Export;
+
+public sealed record GgufQuantizeOptions
+{
+    /// <summary>The llama.cpp file type (mix) to produce, e.g. Q4_K_M.</summary>
+    public required QuantFileType FileType { get; init; }
+
+    /// <summary>--pure, --leave-output-tensor, output/embedding types and per-tensor overrides, as llama-quantize takes them.</summary>
+    public QuantizationPolicyOptions Policy { get; init; } = new();
+
+    /// <summary>Per-column importance for the weighted quantizers (llama-quantize --imatrix).</summary>
+    public ImportanceMatrix? Imatrix { get; init; }
+
+    /// <summary>The imatrix file's name, recorded as <c>quantize.imatrix.file</c>.</summary>
+    public string? ImatrixFile { get; init; }
+
+    /// <summary>Quantizer threads; 0 uses every core.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>general.name; null keeps the source's.</summary>
+    public string? Name { get; init; }
+
+    public bool Overwrite { get; init; }
+
+    public bool AllowNonFinite { get; init; }
+
+    /// <summary>Quantize tensors that already are quantized (through F32), as llama-quantize --allow-requantize.</summary>
+    public bool AllowRequantize { get; init; }
+
+    /// <summary>Called after each tensor with (tensors done, tensors in all, the tensor just written).</summary>
+    public Action<int, int, QuantizedTensor>? TensorWritten { get; init; }
+}
+
+/// <summary>One tensor of the output: its name, shape (row-major, row length last), source and written type.</summary>
+public sealed record QuantizedTensor(string Name, long[] Shape, TensorType SourceType, TensorType Type, long SourceBytes, long Bytes, bool UsedImatrix, string? Note);
+
+public sealed record GgufQuantizeResult(string Path, QuantFileType FileType, long FileBytes, long SourceTensorBytes, long TensorBytes,
+    IReadOnlyList<QuantizedTensor> Tensors, int Fallbacks, string SourceSha256, string? CalibrationSha256, TimeSpan Elapsed)
+{
+    /// <summary>Bits per weight of the tensor data, as llama-quantize prints it.</summary>
+    public double BitsPerWeight => TensorBytes * 8.0 / Tensors.Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+}
+
+/// <summary>
+/// A model → a quantized GGUF as <c>llama_model_quantize</c> writes it: the same tensor order (non-block tensors
+/// first, then block by block, each group sorted by name), the same per-tensor types (<see cref="QuantizationPolicy"/>),
+/// the same bytes (the quantizers in <see cref="Quantize"/> are ggml's, byte for byte), with EdgeQuant's metadata.
+/// Streams one tensor at a time (its F32 copy and its quantized bytes are the only extra memory) into a temporary file
+/// renamed at the end; cancellation or an error leaves nothing behind.
+/// </summary>
+public static class GgufQuantizer
+{
+    /// <summary>
+    /// The SHA-256 of the importance matrix used (its stored content), so a file says which calibration it came from.
+    /// </summary>
+    public const string CalibrationHashKey = "edgequant.calibration_sha256";
+
+    /// <summary>llama-quantize's keys describing the imatrix (tools/quantize/quantize.cpp).</summary>
+    public const string ImatrixFileKey = "quantize.imatrix.file";
+    public const string ImatrixDatasetKey = "quantize.imatrix.dataset";
+    public const string ImatrixEntriesKey = "quantize.imatrix.entries_count";
+    public const string ImatrixChunksKey = "quantize.imatrix.chunks_count";
+
+    public static GgufQuantizeResult Quantize(Model model, string outputPath, GgufQuantizeOptions options, CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        ExportPaths.CheckOutput(model.Provenance.SourcePath, outputPath, options.Overwrite);
+        if (Directory.Exists(outputPath)) throw new BadInputException($"{outputPath}: is a folder; quantize writes one GGUF file");
+        GgufExporter.ArchitectureName(model.Config.Architecture);
+        string source = model.Provenance.SourcePath;
+
+        var order = LlamaCppOrder(model.Tensors);
+        foreach (var t in order) GgufExporter.CheckShape(model, t);
+        var plan = QuantizationPolicy.Plan(model.Config,
+            order.Select(t => (t.Name, t.Shape.Reverse().ToArray(), t.Type)).ToList(),
+            options.FileType, options.Policy with { HasImatrix = options.Imatrix is not null });
+
+        var jobs = new List<(ModelTensor Tensor, TensorType Type, bool Quantize, string? Note)>(order.Count);
+        for (int i = 0; i < order.Count; i++)
+        {
+            var t = order[i];
+            var p = plan.Tensors[i];
+            if (p.Name != t.Name) throw new InternalFailureException($"quantization plan out of order at {i}: {p.Name} for {t.Name}");
+            bool quantize = p.Quantize && p.Type != t.Type;
+            var type = p.Type;
+            if (!quantize)
+                // Kept tensors: 1-D ones (norms, biases) are F32 in a GGUF whatever the checkpoint stored, as the converter
+                // writes them, so an HF folder quantizes to the file that converting it first would give.
+                type = t.Shape.Length <= 1 ? TensorType.F32 : GgufCopyType(t);
+            else
+            {
+                if (TensorTypes.Get(t.Type).IsQuantized && !options.AllowRequantize)
+                    throw new BadInputException(
+                        $"{source}: tensor '{t.Name}' is already {TensorTypes.Get(t.Type).Name}; requantizing it to {TensorTypes.Get(type).Name} loses more accuracy than quantizing the original (quantize an F32/F16/BF16 model, or pass --allow-requantize)");
+                if (!IsPlain(type) && !Core.Quantization.Quantize.IsSupported(type))
+                    throw new BadInputException($"{source}: tensor '{t.Name}' would be {TensorTypes.Get(type).Name}, which EdgeQuant cannot quantize to yet");
+            }
+            jobs.Add((t, type, quantize, p.Note));
+        }
+
+        string hash = GgufExporter.SourceSha256(order, cancellationToken);
+        var md = GgufExporter.Metadata(model, options.Name, (uint)options.FileType.LlamaFtype, hash);
+        string? calibration = null;
+        if (options.Imatrix is { } im)
+        {
+            calibration = im.ContentSha256;
+            md.Add(new(CalibrationHashKey, calibration));
+            if (options.ImatrixFile is { } f) md.Add(new(ImatrixFileKey, Path.GetFileName(f)));
+            if (im.Datasets.Count > 0) md.Add(new(ImatrixDatasetKey, string.Join(", ", im.Datasets)));
+            md.Add(new(ImatrixEntriesKey, im.TensorNames.Count));
+            md.Add(new(ImatrixChunksKey, im.ChunkCount));
+        }
+
+        var written = new List<QuantizedTensor>(jobs.Count);
+        var toWrite = jobs.Select(j => GgufTensorToWrite.FromStream(j.Tensor.Name, j.Type, j.Tensor.Shape, s =>
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            bool usedImatrix = false;
+            ReadOnlyMemory<byte> bytes;
+            // Plain targets (a fallback to F16, an F32 override) round as ggml_quantize_chunk does: nearest even.
+            if (!j.Quantize || IsPlain(j.Type)) bytes = ExportTypes.Convert(j.Tensor, j.Type, options.AllowNonFinite, source);
+            else
+            {
+                var importance = ImportanceOf(options.Imatrix, j.Tensor, source);
+                usedImatrix = importance is not null;
+                bytes = QuantizeTensor(j.Tensor, j.Type, importance, options, source);
+            }
+            s.Write(bytes.Span);
+            var q = new QuantizedTensor(j.Tensor.Name, j.Tensor.Shape, j.Tensor.Type, j.Type, j.Tensor.ByteLength, bytes.Length, usedImatrix, j.Note);
+            written.Add(q);
+            options.TensorWritten?.Invoke(written.Count, jobs.Count, q);
+        }));
+        GgufWriter.Write(outputPath, md, toWrite);
+
+        return new GgufQuantizeResult(Path.GetFullPath(outputPath), options.FileType, new FileInfo(outputPath).Length,
+            written.Sum(w => w.SourceBytes), written.Sum(w => w.Bytes), written, plan.Fallbacks, hash, calibration, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// The order llama_model_quantize writes tensors in (its loader's weight map): tensors outside the blocks first, then
+    /// block by block in block order, within each group by name (ordinal). The per-tensor policy counts attn_v and
+    /// ffn_down tensors in this order.
+    /// </summary>
+    public static List<ModelTensor> LlamaCppOrder(IEnumerable<ModelTensor> tensors) =>
+        tensors.OrderBy(t => BlockOf(t.Name)).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>The N of a <c>blk.N.</c> name (as sscanf("blk.%d.") reads it), -1 for other tensors.</summary>
+    internal static int BlockOf(string name)
+    {
+        if (!name.StartsWith("blk.", StringComparison.Ordinal)) return -1;
+        int i = 4, n = 0;
+        bool any = false;
+        while (i < name.Length && char.IsAsciiDigit(name[i]) && n < 100_000_000) { n = n * 10 + (name[i++] - '0'); any = true; }
+        return any && i < name.Length && name[i] == '.' ? n : -1;
+    }
+
+    private static bool IsPlain(TensorType t) => t is TensorType.F32 or TensorType.F16 or TensorType.BF16;
+
+    private static TensorType GgufCopyType(ModelTensor t) =>
+        t.Type is TensorType.F32 or TensorType.F16 or TensorType.BF16 || TensorTypes.Get(t.Type).IsQuantized ? t.Type : TensorType.F32;
+
+    /// <summary>The imatrix entry for a tensor, checked as llama_model_quantize checks it.</summary>
+    private static float[]? ImportanceOf(ImportanceMatrix? imatrix, ModelTensor t, string source)
+    {
+        if (imatrix?.ImportanceFor(t.Name) is not { } w) return null;
+        long rowLength = t.Shape[^1];
+        if (w.Length == rowLength) return w;
+        // llama.cpp ignores a mismatched token_embd entry (an old imatrix may carry one) and refuses any other.
+        if (t.Name == "token_embd.weight") return null;
+        throw new BadInputException($"{source}: the importance matrix has {w.Length} entries for tensor '{t.Name}', whose rows have {rowLength} columns (an imatrix of another model?)");
+    }
+
+    private static byte[] QuantizeTensor(ModelTensor t, TensorType type, float[]? importance, GgufQuantizeOptions options, string source)
+    {
+        var floats = t.ToFloat32();
+        if (!options.AllowNonFinite)
+            for (int i = 0; i < floats.Length; i++)
+                if (!float.IsFinite(floats[i]))
+                    throw new BadInputException($"{source}: tensor '{t.Name}' ({t.SourceName}) element {i} is {floats[i]}; refused (pass --allow-nonfinite to quantize it anyway)");
+        long rowLength = t.Shape[^1];
+        long rows = t.ElementCount / rowLength;
+        var info = TensorTypes.Get(type);
+        if (rowLength % info.BlockSize != 0)
+            throw new InternalFailureException($"{t.Name}: rows of {rowLength} are not whole {info.Name} blocks; the policy should have fallen back");
+        var dst = new byte[checked(rows * (rowLength / info.BlockSize) * info.BlockBytes)];
+        long n = Core.Quantization.Quantize.Rows(type, floats, dst, checked((int)rows), checked((int)rowLength), importance, options.Threads);
+        if (n != dst.Length) throw new InternalFailureException($"{t.Name}: the {info.Name} quantizer wrote {n} bytes, expected {dst.Length}");
+        return dst;
+    }
+}
