@@ -123,7 +123,7 @@ public static class ImatrixRunner
     /// max(1, 512 / n_seq) positions of every sequence (one sequence: 512 positions), and a micro-batch of fewer
     /// than 16 tokens in all is not collected. Only the tail of a chunk can fall in one.
     /// </summary>
-    internal static List<(int Start, int Length, bool Counted)>[] MicroBatchPlan(int nCtx, int chunks)
+    public static List<(int Start, int Length, bool Counted)>[] MicroBatchPlan(int nCtx, int chunks)
     {
         int nSeq = Math.Max(1, LlamaBatch / nCtx);
         var plan = new List<(int, int, bool)>[chunks];
