@@ -325,6 +325,7 @@ internal static unsafe class KScaleMinBlock
 /// order with ggml's comparisons, and after a win the next window starts at the candidate after the winner, computed
 /// with the new min. The returned floats and levels are ggml's.
 /// </summary>
+[SkipLocalsInit]
 internal static unsafe class StepLanes
 {
     private const int W = 8;
@@ -339,15 +340,40 @@ internal static unsafe class StepLanes
 
     /// <summary>
     /// Same scale, min and levels as <see cref="QuantMath.MakeQkx2Quants"/> (and, with useMad false, as
-    /// <see cref="QuantMath.MakeQkx3Quants"/>) for n &lt;= 32 and nstep &gt;= 1.
+    /// <see cref="QuantMath.MakeQkx3Quants"/>) for n = 16 or 32 and nstep &gt;= 1.
     /// </summary>
     public static float Search(int n, int nmax, float* x, float* w, byte* L, out float theMin, float rmin, float rdelta, int nstep, bool useMad)
     {
-        if (nstep < 1 || n > 32 || !Vector256.IsHardwareAccelerated)
+        if (nstep < 1 || (n != 16 && n != 32) || !Vector256.IsHardwareAccelerated)
         {
             byte* aux = stackalloc byte[n];
             return QuantMath.MakeQkx2Quants(n, nmax, x, w, L, out theMin, aux, rmin, rdelta, nstep, useMad);
         }
+        return useMad
+            ? Search<AbsoluteError>(n, nmax, x, w, L, out theMin, rmin, rdelta, nstep)
+            : Search<SquaredError>(n, nmax, x, w, L, out theMin, rmin, rdelta, nstep);
+    }
+
+    /// <summary>Element i of ggml's sums for 8 candidates: sum_l += w*l, sum_l2 += w*l*l, sum_xl += w*l*x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(int i, Vector256<float> vs, Vector256<int> top, float* xm, float* x, float* w, float* lv,
+        ref Vector256<float> sL, ref Vector256<float> sL2, ref Vector256<float> sXL)
+    {
+        var l = Level(vs * Vector256.Create(xm[i]), top);
+        Vector256.Store(l, lv + i * W);
+        var wl = Vector256.Create(w[i]) * l;
+        sL += wl;
+        sL2 += wl * l;
+        sXL += wl * Vector256.Create(x[i]);
+    }
+
+    private interface IError { static abstract Vector256<float> Of(Vector256<float> diff); }
+    private readonly struct AbsoluteError : IError { public static Vector256<float> Of(Vector256<float> diff) => Vector256.Abs(diff); }
+    private readonly struct SquaredError : IError { public static Vector256<float> Of(Vector256<float> diff) => diff * diff; }
+
+    private static float Search<TError>(int n, int nmax, float* x, float* w, byte* L, out float theMin, float rmin, float rdelta, int nstep)
+        where TError : IError
+    {
         if (!QuantMath.Qkx3Start(n, x, w, L, out float min, out float max, out float sumW, out float sumX))
         {
             theMin = -min;
@@ -363,6 +389,7 @@ internal static unsafe class StepLanes
         var top = Vector256.Create(nmax);
         var vSumW = Vector256.Create(sumW);
         var vSumX = Vector256.Create(sumX);
+        var laneIndex = Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7);
 
         // The candidate whose levels end up in L: its inverse scale and the min its levels were computed with.
         float bestIscale = nmax / (max - min), bestLevelMin = min;
@@ -371,27 +398,29 @@ internal static unsafe class StepLanes
         bool first = true;
         while (step <= nstep)
         {
-            // Window: candidates step .. step+7 (the first window: the opening guess, then steps 0..6).
+            // Window: candidates step .. step+7 (the first window: the opening guess, then steps 0..6). Each lane's
+            // inverse scale is ggml's (rmin + rdelta*is + nmax)/(max - min), the same operations lane by lane.
             int lead = first ? 1 : 0;
-            float range = max - min;
-            if (first) iscales[0] = bestIscale;
-            for (int k = lead; k < W; ++k) iscales[k] = (rmin + rdelta * (step + k - lead) + nmax) / range;
-            for (int i = 0; i < n; ++i) xm[i] = x[i] - min;
+            var vmin = Vector256.Create(min);
+            var isf = laneIndex + Vector256.Create((float)(step - lead));
+            var vs = (Vector256.Create(rmin) + Vector256.Create(rdelta) * isf + Vector256.Create((float)nmax)) / (Vector256.Create(max) - vmin);
+            if (first) vs = vs.WithElement(0, bestIscale);
+            vs.Store(iscales);
+            for (int i = 0; i < n; i += 8) (Vector256.Load(x + i) - vmin).Store(xm + i);
 
-            var vs = Vector256.Load(iscales);
+            // Unrolled by 4 (n is 16 or 32): the JIT does not unroll, and loop overhead is a fifth of the work here.
             Vector256<float> sL = default, sL2 = default, sXL = default;
-            for (int i = 0; i < n; ++i)
+            for (int i = 0; i < n; i += 4)
             {
-                var l = Level(vs * Vector256.Create(xm[i]), top);
-                Vector256.Store(l, lv + i * W);
-                var wl = Vector256.Create(w[i]) * l;
-                sL += wl;
-                sL2 += wl * l;
-                sXL += wl * Vector256.Create(x[i]);
+                Accumulate(i, vs, top, xm, x, w, lv, ref sL, ref sL2, ref sXL);
+                Accumulate(i + 1, vs, top, xm, x, w, lv, ref sL, ref sL2, ref sXL);
+                Accumulate(i + 2, vs, top, xm, x, w, lv, ref sL, ref sL2, ref sXL);
+                Accumulate(i + 3, vs, top, xm, x, w, lv, ref sL, ref sL2, ref sXL);
             }
             var D = vSumW * sL2 - sL * sL;
             var ts = (vSumW * sXL - vSumX * sL) / D;
             var tm = (sL2 * vSumX - sL * sXL) / D;
+            // ggml: a positive min becomes 0, the scale refitted through the origin.
             var positive = Vector256.GreaterThan(tm, Vector256<float>.Zero);
             ts = Vector256.ConditionalSelect(positive, sXL / sL2, ts);
             tm = Vector256.ConditionalSelect(positive, Vector256<float>.Zero, tm);
@@ -402,16 +431,17 @@ internal static unsafe class StepLanes
                 tm = tm.WithElement(0, min);
             }
             Vector256<float> err = default;
-            for (int i = 0; i < n; ++i)
+            for (int i = 0; i < n; i += 4)
             {
-                var diff = ts * Vector256.Load(lv + i * W) + tm - Vector256.Create(x[i]);
-                diff = useMad ? Vector256.Abs(diff) : diff * diff;
-                err += Vector256.Create(w[i]) * diff;
+                err += Vector256.Create(w[i]) * TError.Of(ts * Vector256.Load(lv + i * W) + tm - Vector256.Create(x[i]));
+                err += Vector256.Create(w[i + 1]) * TError.Of(ts * Vector256.Load(lv + (i + 1) * W) + tm - Vector256.Create(x[i + 1]));
+                err += Vector256.Create(w[i + 2]) * TError.Of(ts * Vector256.Load(lv + (i + 2) * W) + tm - Vector256.Create(x[i + 2]));
+                err += Vector256.Create(w[i + 3]) * TError.Of(ts * Vector256.Load(lv + (i + 3) * W) + tm - Vector256.Create(x[i + 3]));
             }
-            Vector256.Store(err, errors);
-            Vector256.Store(ts, fitScale);
-            Vector256.Store(tm, fitMin);
-            Vector256.Store(D, det);
+            err.Store(errors);
+            ts.Store(fitScale);
+            tm.Store(fitMin);
+            D.Store(det);
 
             if (first) bestError = errors[0];
             first = false;
@@ -420,6 +450,7 @@ internal static unsafe class StepLanes
             {
                 if (det[k] > 0 && errors[k] < bestError)
                 {
+                    // ggml moves min to the winner's: the later candidates must be recomputed with it.
                     bestError = errors[k];
                     scale = fitScale[k];
                     bestIscale = iscales[k];
