@@ -62,9 +62,6 @@ internal sealed unsafe class LlamaQuantPeer
     /// <summary>The peer, loading llama.cpp on first use (throws <see cref="RuntimeNotFoundException"/> when it is missing).</summary>
     public static LlamaQuantPeer Instance => Shared.Value;
 
-    /// <summary>llama.cpp's log sink is process-wide; calls that read it run one at a time.</summary>
-    public static readonly Lock LogGate = new();
-
     private LlamaQuantPeer()
     {
         var info = LlamaLibrary.EnsureInitialized();
@@ -84,6 +81,21 @@ internal sealed unsafe class LlamaQuantPeer
         _ggmlFree = (delegate* unmanaged<nint, void>)NativeLibrary.GetExport(ggmlBase, "ggml_free");
     }
 
+    /// <summary>The counters of <c>struct quantize_state_impl</c> after a computation.</summary>
+    public readonly record struct Counters(int NAttentionWv, int NFfnDown, int IAttentionWv, int IFfnDown, int NFallback);
+
+    /// <summary>
+    /// Reads the counters of llama.cpp's <c>struct quantize_state_impl</c> (src/llama-quant.cpp): a reference and a
+    /// pointer (16 bytes on 64-bit), then the ints n_attention_wv, n_ffn_down, n_ffn_gate, n_ffn_up, i_attention_wv,
+    /// i_ffn_down, i_ffn_gate, i_ffn_up, n_fallback. No accessor is exported; the caller checks the layout on values
+    /// it knows (n_attention_wv, n_ffn_down) before trusting the rest.
+    /// </summary>
+    private static Counters ReadCounters(nint qs)
+    {
+        var ints = (int*)(qs + 2 * sizeof(nint));
+        return new Counters(ints[0], ints[1], ints[4], ints[5], ints[8]);
+    }
+
     /// <summary>llama_ftype_get_default_type, as a ggml type id (GGML_TYPE_COUNT for file types it does not know).</summary>
     public int DefaultType(int ftype) => _defaultType(ftype);
 
@@ -92,7 +104,7 @@ internal sealed unsafe class LlamaQuantPeer
 
     /// <summary>
     /// llama.cpp's choice for every tensor of <paramref name="tensors"/> (ggml-order shapes), walked in the order given,
-    /// as llama_model_quantize walks its loader's weights. Fallbacks are counted from llama.cpp's own warnings.
+    /// as llama_model_quantize walks its loader's weights. Fallbacks are llama.cpp's own count (n_fallback).
     /// </summary>
     public Result ComputeTypes(ModelConfig config, IReadOnlyList<(string Name, long[] Shape, TensorType SourceType)> tensors,
         int ftype, QuantizationPolicyOptions options)
@@ -159,25 +171,16 @@ internal sealed unsafe class LlamaQuantPeer
                 for (int i = 0; i < tensors.Count; i++) allows[i] = _allowsQuantization(qs, handles[i]) != 0;
 
                 var result = new int[tensors.Count];
-                int fallbacks = 0;
-                lock (LogGate)
-                {
-                    var previous = LlamaLog.Sink;
-                    LlamaLog.Sink = (level, line) =>
-                    {
-                        if (line.Contains("falling back to", StringComparison.Ordinal)) Interlocked.Increment(ref fallbacks);
-                    };
-                    try
-                    {
-                        fixed (nint* t = handles)
-                        fixed (int* r = result)
-                            _computeTypes(qs, ftype, t, r, (nuint)tensors.Count);
-                    }
-                    finally
-                    {
-                        LlamaLog.Sink = previous;
-                    }
-                }
+                fixed (nint* t = handles)
+                fixed (int* r = result)
+                    _computeTypes(qs, ftype, t, r, (nuint)tensors.Count);
+                var counters = ReadCounters(qs);
+                // The layout is checked on what compute_types just set from the list and the model.
+                int attnV = tensors.Count(t => t.Name.Contains("attn_v.weight") || t.Name.Contains("attn_qkv.weight") || t.Name.Contains("attn_kv_b.weight"));
+                if (counters.NAttentionWv != attnV || counters.NFfnDown != config.BlockCount)
+                    throw new InvalidOperationException(
+                        $"quantize_state_impl layout differs from the pinned source: n_attention_wv {counters.NAttentionWv} (expected {attnV}), n_ffn_down {counters.NFfnDown} (expected {config.BlockCount})");
+                int fallbacks = counters.NFallback;
                 return new Result(result.Select(r => (TensorType)r).ToArray(), allows, fallbacks);
             }
             finally
