@@ -84,6 +84,7 @@ public static class QuantizationPolicy
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(fileType);
         ArgumentNullException.ThrowIfNull(options);
+        if (options.Overrides is null || options.Overrides.Any(r => r is null)) throw new ArgumentException("Overrides must not be or hold null", nameof(options));
         Validate(config, tensors);
         CheckExplicitType(options.OutputTensorType, "--output-tensor-type");
         CheckExplicitType(options.TokenEmbeddingType, "--token-embedding-type");
