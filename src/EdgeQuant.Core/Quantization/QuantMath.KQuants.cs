@@ -354,6 +354,25 @@ internal static unsafe class StepLanes
             : Search<SquaredError>(n, nmax, x, w, L, out theMin, rmin, rdelta, nstep);
     }
 
+    /// <summary>L = clamp(nearest_int(iscale * (x - min)), 0, nmax) for n = 16 or 32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreLevels(int n, float* x, float iscale, float min, Vector256<int> top, byte* L)
+    {
+        var vs = Vector256.Create(iscale);
+        var vm = Vector256.Create(min);
+        var l0 = Vector256.Min(Vector256.Max(NearestInt(vs * (Vector256.Load(x) - vm)), Vector256<int>.Zero), top);
+        var l1 = Vector256.Min(Vector256.Max(NearestInt(vs * (Vector256.Load(x + 8) - vm)), Vector256<int>.Zero), top);
+        var s0 = Vector256.Narrow(l0, l1);
+        if (n == 16)
+        {
+            Vector128.Narrow(s0.GetLower(), s0.GetUpper()).AsByte().Store(L);
+            return;
+        }
+        var l2 = Vector256.Min(Vector256.Max(NearestInt(vs * (Vector256.Load(x + 16) - vm)), Vector256<int>.Zero), top);
+        var l3 = Vector256.Min(Vector256.Max(NearestInt(vs * (Vector256.Load(x + 24) - vm)), Vector256<int>.Zero), top);
+        Vector256.Narrow(s0, Vector256.Narrow(l2, l3)).AsByte().Store(L);
+    }
+
     /// <summary>Element i of ggml's sums for 8 candidates: sum_l += w*l, sum_l2 += w*l*l, sum_xl += w*l*x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Accumulate(int i, Vector256<float> vs, Vector256<int> top, float* xm, float* x, float* w, float* lv,
@@ -462,7 +481,7 @@ internal static unsafe class StepLanes
             }
             step = next;
         }
-        for (int i = 0; i < n; ++i) L[i] = (byte)Math.Max(0, Math.Min(nmax, QuantMath.NearestInt(bestIscale * (x[i] - bestLevelMin))));
+        StoreLevels(n, x, bestIscale, bestLevelMin, top, L);
         theMin = -min;
         return scale;
     }

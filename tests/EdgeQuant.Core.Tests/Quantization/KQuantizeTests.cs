@@ -34,6 +34,8 @@ public class KQuantizeTests
         yield return ("groups of different sizes", (r, n) => QuantizeTests.Fill(n, i => gauss(r) * MathF.Pow(10f, (i / 16) % 5 - 3)));
         yield return ("one value per group", (r, n) => QuantizeTests.Fill(n, i => i % 16 == 5 ? gauss(r) : 0f));
         yield return ("two levels", (r, n) => QuantizeTests.Fill(n, _ => r.Next(2) == 0 ? 0.25f : -0.75f));
+        // Export refuses non-finite weights unless --allow-nonfinite; then ggml's arithmetic on them is mirrored too.
+        yield return ("non-finite", (r, n) => QuantizeTests.Fill(n, i => (i % 97) switch { 3 => float.NaN, 40 => float.PositiveInfinity, 77 => float.NegativeInfinity, _ => gauss(r) * 0.05f }));
     }
 
     /// <summary>imatrix-like importance, or one with whole zero groups and a zero super-block (weights all 0).</summary>
