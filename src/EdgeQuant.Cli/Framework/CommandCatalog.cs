@@ -2,6 +2,7 @@ using System.CommandLine;
 using EdgeQuant.Cli.Commands.Eval;
 using EdgeQuant.Cli.Commands.Export;
 using EdgeQuant.Cli.Commands.Generate;
+using EdgeQuant.Cli.Commands.Imatrix;
 using EdgeQuant.Cli.Commands.Inspect;
 using EdgeQuant.Cli.Commands.Runtimes;
 using EdgeQuant.Cli.Commands.Tokenize;
@@ -21,6 +22,7 @@ public static class CommandCatalog
         context => new TokenizeCommandDefinition(context),
         context => new EvalCommandDefinition(context),
         context => new ExportCommandDefinition(context),
+        context => new ImatrixCommandDefinition(context),
         context => new RuntimesCommandDefinition(context),
     ];
 }
