@@ -76,6 +76,27 @@ public class KQuantizeTests
 
     [GgmlTheory]
     [MemberData(nameof(Types))]
+    public void Many_rows_split_over_threads_equal_ggml(TensorType type)
+    {
+        // 192 rows of 512 make six of the driver's row chunks, so the threads really share the matrix.
+        var rng = new Random(24550 + (int)type);
+        const int Rows = 192, N = 512;
+        var src = QuantizeTests.Fill(Rows * N, i => QuantizeTests.Gauss(rng) * (0.01f + (i / N) % 7 * 0.02f));
+        var w = QuantizeTests.Importance(rng, N);
+        foreach (var importance in new[] { null, w })
+        {
+            var expected = GgmlQuantizeNative.QuantizeChunk(type, src, Rows, N, importance);
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                var actual = new byte[expected.Length];
+                Assert.Equal(expected.Length, Quantize.Rows(type, src, actual, Rows, N, importance, threads));
+                AssertBytes(type, $"{threads} threads, {(importance is null ? "without" : "with")} importance", expected, actual);
+            }
+        }
+    }
+
+    [GgmlTheory]
+    [MemberData(nameof(Types))]
     public void Row_reference_and_fast_path_equal_ggml_quantize_row_ref(TensorType type)
     {
         var rng = new Random(24600 + (int)type);
