@@ -13,4 +13,5 @@ suites.Add("runtimes.llamacpp.decode", EdgeQuant.Benchmarks.Runtimes.LlamaCppBen
 suites.Add("runtimes.onnxruntime.run", EdgeQuant.Benchmarks.Runtimes.OrtBenchmarks.RunOverhead);
 suites.Add("tokenizers.encode", EdgeQuant.Benchmarks.Tokenizers.TokenizerBenchmarks.Run);
 suites.Add("quantize.legacy", EdgeQuant.Benchmarks.Quantization.QuantizeBenchmarks.Run);
+suites.Add("quantize.kquants.3", EdgeQuant.Benchmarks.Quantization.Q3KQuantizeBenchmarks.Run);
 return suites.Run(args);

@@ -20,6 +20,7 @@ public static unsafe partial class KernelChecks
         ("rope", Rope), ("overlap_rejected", OverlapRejected),
         ("gemm_shapes", GemmShapes), ("gemm_blocks", GemmBlocks), ("gemm_special_values", GemmSpecialValues),
         ("gemm_strided", GemmStrided), ("gemm_from_rows", GemmFromRows), ("gemv", Gemv),
+        ("quantize_q3_k", Q3K),
     ];
 
     /// <summary>0..257 covers every remainder of every vector width with several full vectors; 4099 is the large one.</summary>

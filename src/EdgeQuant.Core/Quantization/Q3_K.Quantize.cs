@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace EdgeQuant.Core.Quantization;
 
@@ -233,7 +234,7 @@ public static unsafe partial class Q3_K
         if (Vector512.IsHardwareAccelerated)
             RowLanes<GroupLanePair<GroupLanes512>, GroupLanes512>(x, y, n, w);
         else if (Vector256.IsHardwareAccelerated)
-            RowLanes<GroupLanePair<GroupLanePair<GroupLanes256>>, GroupLanePair<GroupLanes256>>(x, y, n, w);
+            RowLanes<GroupLanes256x4, GroupLanePair<GroupLanes256>>(x, y, n, w);
         else if (w == null)
             RowReference(x, y, n);
         else
@@ -241,7 +242,7 @@ public static unsafe partial class Q3_K
     }
 
     /// <summary>
-    /// <typeparamref name="TW"/>: 32 lanes (two blocks per batch, and the 19 candidates of the scale search);
+    /// <typeparamref name="TW"/>: 32 lanes, two blocks per batch (AVX2: <see cref="GroupLanes256x4"/>);
     /// <typeparamref name="TN"/>: 16 lanes, for a row's last block when the count is odd.
     /// </summary>
     private static void RowLanes<TW, TN>(float* x, BlockQ3_K* y, int n, float* importance)
@@ -255,7 +256,6 @@ public static unsafe partial class Q3_K
             Qwt = buffer + 4 * 16 * MaxLanes, Scales = buffer + 5 * 16 * MaxLanes, Sw = buffer + 5 * 16 * MaxLanes + MaxLanes,
             D = buffer + 5 * 16 * MaxLanes + 2 * MaxLanes, Sigma2 = buffer + 5 * 16 * MaxLanes + 3 * MaxLanes, L = levels,
         };
-        float* sigma2 = stackalloc float[MaxLanes];
         int nb = n / QK;
         int perWide = TW.Count / Groups;
         for (int w0 = 0; w0 < nb; w0 += SigmaWindow)
@@ -264,9 +264,9 @@ public static unsafe partial class Q3_K
             if (importance != null) Sigma2(x + (long)w0 * QK, w1 - w0, s.Sigma2);
             int i = w0;
             for (; i + perWide <= w1; i += perWide)
-                Batch<TW, TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+                Batch<TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
             for (; i < w1; i++)
-                Batch<TN, TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+                Batch<TN>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
         }
     }
 
@@ -303,11 +303,10 @@ public static unsafe partial class Q3_K
     }
 
     /// <summary>
-    /// <typeparamref name="T"/>.Count / 16 consecutive blocks at <paramref name="x"/>, one group per lane;
-    /// <typeparamref name="TC"/> (at least 19 lanes) runs the weighted scale search.
+    /// <typeparamref name="T"/>.Count / 16 consecutive blocks at <paramref name="x"/>, one group per lane.
     /// </summary>
-    private static void Batch<T, TC>(float* x, BlockQ3_K* y, float* qw, float* blockSigma2, ref Scratch s)
-        where T : unmanaged, IGroupLanes<T> where TC : unmanaged, IGroupLanes<TC>
+    private static void Batch<T>(float* x, BlockQ3_K* y, float* qw, float* blockSigma2, ref Scratch s)
+        where T : unmanaged, IGroupLanes<T>
     {
         int c = T.Count;
         int blocks = c / Groups;
@@ -326,7 +325,7 @@ public static unsafe partial class Q3_K
             sbyte* Ls = stackalloc sbyte[Groups];
             for (int b = 0; b < blocks; b++)
             {
-                float dBlock = Q3KLanes.MakeQxQuants32<TC>(s.Scales + Groups * b, Ls, s.Sw + Groups * b);
+                float dBlock = Q3KLanes.MakeQxQuants32<T>(s.Scales + Groups * b, Ls, s.Sw + Groups * b);
                 StoreScales(y + b, Ls, dBlock);
             }
         }
@@ -344,18 +343,74 @@ public static unsafe partial class Q3_K
             var l = T.Level(T.Load(s.Xt + i * c) / d, -4, 3) + four;
             T.Store(T.Select(keep, T.Load(s.Lt + i * c), l), s.Lt + i * c);
         }
-        for (int lane = 0; lane < c; lane++)
-            for (int i = 0; i < 16; i++)
-                s.L[lane * 16 + i] = (byte)s.Lt[i * c + lane];
+        if (Avx512F.IsSupported)
+        {
+            // Back to one row of 16 levels per group (Wt is free now), then to bytes.
+            for (int b = 0; b < blocks; b++)
+                Transpose16x16(s.Lt + Groups * b, c, s.Wt + QK * b, 16);
+            for (int g = 0; g < c; g++)
+                Avx512F.ConvertToVector128Byte(Vector512.ConvertToInt32(Vector512.Load(s.Wt + 16 * g))).Store(s.L + 16 * g);
+        }
+        else
+        {
+            for (int lane = 0; lane < c; lane++)
+                for (int i = 0; i < 16; i++)
+                    s.L[lane * 16 + i] = (byte)s.Lt[i * c + lane];
+        }
         for (int b = 0; b < blocks; b++) Pack(s.L + QK * b, y + b);
     }
 
     /// <summary>dst[i * lanes + g] = src[g * 16 + i]: element i of every group in one row of lanes.</summary>
     private static void Transpose(float* src, float* dst, int lanes)
     {
+        if (Avx512F.IsSupported)
+        {
+            for (int b = 0; b < lanes / Groups; b++)
+                Transpose16x16(src + QK * b, 16, dst + Groups * b, lanes);
+            return;
+        }
         for (int g = 0; g < lanes; g++)
             for (int i = 0; i < 16; i++)
                 dst[i * lanes + g] = src[g * 16 + i];
+    }
+
+    /// <summary>
+    /// Row k of the 16 x 16 floats at <paramref name="src"/> (rows <paramref name="srcStride"/> apart) becomes column
+    /// k at <paramref name="dst"/>: the usual four rounds of unpack and 128-bit shuffles, 64 shuffles in all instead
+    /// of 256 scalar loads and stores.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose16x16(float* src, int srcStride, float* dst, int dstStride)
+    {
+        var r = stackalloc Vector512<float>[16];
+        var t = stackalloc Vector512<float>[16];
+        for (int k = 0; k < 16; k += 2)
+        {
+            var a = Vector512.Load(src + k * srcStride);
+            var b = Vector512.Load(src + (k + 1) * srcStride);
+            t[k] = Avx512F.UnpackLow(a, b);
+            t[k + 1] = Avx512F.UnpackHigh(a, b);
+        }
+        for (int k = 0; k < 16; k += 4)
+        {
+            r[k] = Avx512F.UnpackLow(t[k].AsDouble(), t[k + 2].AsDouble()).AsSingle();
+            r[k + 1] = Avx512F.UnpackHigh(t[k].AsDouble(), t[k + 2].AsDouble()).AsSingle();
+            r[k + 2] = Avx512F.UnpackLow(t[k + 1].AsDouble(), t[k + 3].AsDouble()).AsSingle();
+            r[k + 3] = Avx512F.UnpackHigh(t[k + 1].AsDouble(), t[k + 3].AsDouble()).AsSingle();
+        }
+        for (int h = 0; h < 16; h += 8)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                t[h + k] = Avx512F.Shuffle4x128(r[h + k], r[h + k + 4], 0x88);
+                t[h + k + 4] = Avx512F.Shuffle4x128(r[h + k], r[h + k + 4], 0xDD);
+            }
+        }
+        for (int k = 0; k < 8; k++)
+        {
+            Avx512F.Shuffle4x128(t[k], t[k + 8], 0x88).Store(dst + k * dstStride);
+            Avx512F.Shuffle4x128(t[k], t[k + 8], 0xDD).Store(dst + (k + 8) * dstStride);
+        }
     }
 
     /// <summary>hmask and qs from 256 levels in 0..7, as the reference's loops set them.</summary>

@@ -198,6 +198,43 @@ internal readonly unsafe struct GroupLanePair<T> : IGroupLanes<GroupLanePair<T>>
 }
 
 /// <summary>
+/// 32 lanes from four 256-bit vectors as one flat struct with direct vector operations: nesting
+/// <see cref="GroupLanePair{T}"/> twice, or a generic four-field struct, exceeds what the JIT inlines and promotes
+/// to registers in the search loops and runs several times slower.
+/// </summary>
+internal readonly unsafe struct GroupLanes256x4 : IGroupLanes<GroupLanes256x4>
+{
+    private readonly Vector256<float> a, b, c, d;
+    private GroupLanes256x4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d) { this.a = a; this.b = b; this.c = c; this.d = d; }
+    public static int Count => 32;
+    public static GroupLanes256x4 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Load(float* p) => new(Vector256.Load(p), Vector256.Load(p + 8), Vector256.Load(p + 16), Vector256.Load(p + 24));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(GroupLanes256x4 v, float* p) { v.a.Store(p); v.b.Store(p + 8); v.c.Store(p + 16); v.d.Store(p + 24); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Splat(float f) { var s = Vector256.Create(f); return new(s, s, s, s); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator +(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a + y.a, x.b + y.b, x.c + y.c, x.d + y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator -(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a - y.a, x.b - y.b, x.c - y.c, x.d - y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator *(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a * y.a, x.b * y.b, x.c * y.c, x.d * y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator /(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a / y.a, x.b / y.b, x.c / y.c, x.d / y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator &(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a & y.a, x.b & y.b, x.c & y.c, x.d & y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 operator |(GroupLanes256x4 x, GroupLanes256x4 y) => new(x.a | y.a, x.b | y.b, x.c | y.c, x.d | y.d);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Sqrt(GroupLanes256x4 x) => new(Vector256.Sqrt(x.a), Vector256.Sqrt(x.b), Vector256.Sqrt(x.c), Vector256.Sqrt(x.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Abs(GroupLanes256x4 x) => new(Vector256.Abs(x.a), Vector256.Abs(x.b), Vector256.Abs(x.c), Vector256.Abs(x.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 GreaterThan(GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.GreaterThan(x.a, y.a), Vector256.GreaterThan(x.b, y.b), Vector256.GreaterThan(x.c, y.c), Vector256.GreaterThan(x.d, y.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 EqualTo(GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.Equals(x.a, y.a), Vector256.Equals(x.b, y.b), Vector256.Equals(x.c, y.c), Vector256.Equals(x.d, y.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 AndNot(GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.AndNot(x.a, y.a), Vector256.AndNot(x.b, y.b), Vector256.AndNot(x.c, y.c), Vector256.AndNot(x.d, y.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Select(GroupLanes256x4 m, GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.ConditionalSelect(m.a, x.a, y.a), Vector256.ConditionalSelect(m.b, x.b, y.b), Vector256.ConditionalSelect(m.c, x.c, y.c), Vector256.ConditionalSelect(m.d, x.d, y.d));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes256x4 m) => (m.a | m.b | m.c | m.d).ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Level(GroupLanes256x4 x, int lo, int hi) => new(Level8(x.a, lo, hi), Level8(x.b, lo, hi), Level8(x.c, lo, hi), Level8(x.d, lo, hi));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Level8(Vector256<float> v, int lo, int hi)
+    {
+        var i = ((v + Vector256.Create(12582912f)).AsInt32() & Vector256.Create(0x007fffff)) - Vector256.Create(0x00400000);
+        return Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(i, Vector256.Create(lo)), Vector256.Create(hi)));
+    }
+}
+
+/// <summary>
 /// The Q3_K searches with one group per lane (<see cref="IGroupLanes{T}"/>): the data is transposed so that row i
 /// of a [16 x lanes] array holds element i of every group. Same floats as <see cref="QuantMath.MakeQ3Quants"/> and
 /// <see cref="QuantMath.MakeQxQuants"/>, per lane.
@@ -350,7 +387,7 @@ internal static unsafe class Q3KLanes
     /// </summary>
     public static float MakeQxQuants32<T>(float* x, sbyte* L, float* w) where T : unmanaged, IGroupLanes<T>
     {
-        const int N = 16, Nmax = 32;
+        const int N = 16, Nmax = 32, Candidates = 19;
         float max = 0, amax = 0;
         for (int i = 0; i < N; ++i)
         {
@@ -362,26 +399,29 @@ internal static unsafe class Q3KLanes
             for (int i = 0; i < N; ++i) L[i] = 0;
             return 0f;
         }
-        int c = T.Count; // at least 19 lanes (checked by the caller's choice of T)
-        float* isc = stackalloc float[c];
+        const int Padded = 64; // 19 candidates rounded up to whole vectors of up to 32 lanes
+        float* isc = stackalloc float[Padded];
+        float* s1 = stackalloc float[Padded];
+        float* s2 = stackalloc float[Padded];
         isc[0] = -Nmax / max;
-        for (int k = 1; k < c; k++)
+        for (int k = 1; k < Padded; k++)
         {
-            int step = k <= 9 ? k - 10 : k <= 18 ? k - 9 : 0;
+            int step = k <= 9 ? k - 10 : k < Candidates ? k - 9 : 0;
             isc[k] = step == 0 ? isc[0] : -(Nmax + 0.1f * step) / max;
         }
-        var vi = T.Load(isc);
-        T sumlx = T.Zero, suml2 = T.Zero;
-        for (int i = 0; i < N; ++i)
+        for (int k0 = 0; k0 < Candidates; k0 += T.Count)
         {
-            var l = T.Level(vi * T.Splat(x[i]), -Nmax, Nmax - 1);
-            sumlx += T.Splat(w[i] * x[i]) * l;
-            suml2 += T.Splat(w[i]) * l * l;
+            var vi = T.Load(isc + k0);
+            T sumlx = T.Zero, suml2 = T.Zero;
+            for (int i = 0; i < N; ++i)
+            {
+                var l = T.Level(vi * T.Splat(x[i]), -Nmax, Nmax - 1);
+                sumlx += T.Splat(w[i] * x[i]) * l;
+                suml2 += T.Splat(w[i]) * l * l;
+            }
+            T.Store(sumlx, s1 + k0);
+            T.Store(suml2, s2 + k0);
         }
-        float* s1 = stackalloc float[c];
-        float* s2 = stackalloc float[c];
-        T.Store(sumlx, s1);
-        T.Store(suml2, s2);
         float scale = s2[0] != 0 ? s1[0] / s2[0] : 0f;
         float best = scale * s1[0];
         int win = 0;
