@@ -78,7 +78,8 @@ public static class GgufQuantizer
         GgufExporter.ArchitectureName(model.Config.Architecture);
         string source = model.Provenance.SourcePath;
 
-        var order = LlamaCppOrder(model.Tensors);
+        // llama_model_quantize's order (its loader's weight map), which its per-layer counters also follow.
+        var order = QuantizationPolicy.LlamaQuantizeOrder(model.Tensors.Select(t => t.Name).ToList()).Select(i => model.Tensors[i]).ToList();
         foreach (var t in order) GgufExporter.CheckShape(model, t);
         var plan = QuantizationPolicy.Plan(model.Config,
             order.Select(t => (t.Name, t.Shape.Reverse().ToArray(), t.Type)).ToList(),
@@ -143,24 +144,6 @@ public static class GgufQuantizer
 
         return new GgufQuantizeResult(Path.GetFullPath(outputPath), options.FileType, new FileInfo(outputPath).Length,
             written.Sum(w => w.SourceBytes), written.Sum(w => w.Bytes), written, plan.Fallbacks, hash, calibration, clock.Elapsed);
-    }
-
-    /// <summary>
-    /// The order llama_model_quantize writes tensors in (its loader's weight map): tensors outside the blocks first, then
-    /// block by block in block order, within each group by name (ordinal). The per-tensor policy counts attn_v and
-    /// ffn_down tensors in this order.
-    /// </summary>
-    public static List<ModelTensor> LlamaCppOrder(IEnumerable<ModelTensor> tensors) =>
-        tensors.OrderBy(t => BlockOf(t.Name)).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
-
-    /// <summary>The N of a <c>blk.N.</c> name (as sscanf("blk.%d.") reads it), -1 for other tensors.</summary>
-    internal static int BlockOf(string name)
-    {
-        if (!name.StartsWith("blk.", StringComparison.Ordinal)) return -1;
-        int i = 4, n = 0;
-        bool any = false;
-        while (i < name.Length && char.IsAsciiDigit(name[i]) && n < 100_000_000) { n = n * 10 + (name[i++] - '0'); any = true; }
-        return any && i < name.Length && name[i] == '.' ? n : -1;
     }
 
     private static bool IsPlain(TensorType t) => t is TensorType.F32 or TensorType.F16 or TensorType.BF16;

@@ -4,6 +4,7 @@ using EdgeQuant.Cli.Commands.Export;
 using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Imatrix;
 using EdgeQuant.Cli.Commands.Inspect;
+using EdgeQuant.Cli.Commands.Quantize;
 using EdgeQuant.Cli.Commands.Runtimes;
 using EdgeQuant.Cli.Commands.Tokenize;
 
@@ -23,6 +24,7 @@ public static class CommandCatalog
         context => new EvalCommandDefinition(context),
         context => new ExportCommandDefinition(context),
         context => new ImatrixCommandDefinition(context),
+        context => new QuantizeCommandDefinition(context),
         context => new RuntimesCommandDefinition(context),
     ];
 }
