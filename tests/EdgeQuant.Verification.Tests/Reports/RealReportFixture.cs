@@ -22,21 +22,38 @@ public sealed class RealReportFixture : IDisposable
     public const int Chunks = 8;
 
     private readonly TempDir _dir = new("eq-vlat-report");
-    private readonly Lazy<VerificationReport> _report;
+    private readonly Dictionary<LlamaFileType, VerificationReport> _reports = [];
+    private readonly Lock _gate = new();
 
-    public RealReportFixture() => _report = new Lazy<VerificationReport>(Build);
+    /// <summary>The Q4_0 candidate's report (made once per fixture).</summary>
+    public VerificationReport Report => ReportFor(LlamaFileType.MostlyQ4_0);
 
-    public VerificationReport Report => _report.Value;
     public string Directory => _dir.Path;
+
+    /// <summary>The report of stories260K quantized to <paramref name="type"/>, made once per fixture.</summary>
+    public VerificationReport ReportFor(LlamaFileType type)
+    {
+        lock (_gate)
+        {
+            if (!_reports.TryGetValue(type, out var r)) _reports[type] = r = Build(type);
+            return r;
+        }
+    }
+
+    /// <summary>A fresh report for <paramref name="type"/> (quantized, scored and probed again): a rerun.</summary>
+    public VerificationReport Rerun(LlamaFileType type)
+    {
+        lock (_gate) return Build(type);
+    }
 
     public void Dispose() => _dir.Dispose();
 
-    private VerificationReport Build()
+    private VerificationReport Build(LlamaFileType type)
     {
         LatencyTestRuntimes.Configure();
         var basePath = SharedData.Require(Stories);
-        var candidate = _dir.File("stories260K-Q4_0.gguf");
-        LlamaQuantizer.Quantize(basePath, candidate, LlamaFileType.MostlyQ4_0, threads: 1);
+        var candidate = _dir.File($"stories260K-{type}.gguf");
+        LlamaQuantizer.Quantize(basePath, candidate, type, threads: 1);
 
         using var baseRunner = LlamaCppRunner.Open(basePath, new LlamaContextOptions { ContextSize = Ctx, Threads = 1 });
         using var candRunner = LlamaCppRunner.Open(candidate, new LlamaContextOptions { ContextSize = Ctx, Threads = 1 });
