@@ -37,6 +37,9 @@ public class Q3KQuantizeTests
         yield return ("one value per group", (r, n) => fill(n, i => i % 16 == 5 ? gauss(r) : 0f));
         yield return ("two levels", (r, n) => fill(n, _ => r.Next(2) == 0 ? 0.25f : -0.75f));
         yield return ("uniform", (r, n) => fill(n, _ => (float)r.NextDouble() * 2 - 1));
+        // Non-finite weights (quantize --allow-nonfinite): ggml's arithmetic on them is mirrored too.
+        yield return ("planted infinities", (r, n) => fill(n, i => i % 97 == 5 ? (i % 2 == 0 ? float.PositiveInfinity : float.NegativeInfinity) : gauss(r)));
+        yield return ("planted NaN", (r, n) => fill(n, i => i % 89 == 7 ? float.NaN : gauss(r)));
     }
 
     /// <summary>imatrix-like importance (a few zero columns), or one with whole zero groups and a zero block.</summary>
