@@ -168,8 +168,12 @@ internal static class ImatrixGguf
         {
             var s = sums;
             var c = counts;
-            tensors.Add(GgufTensorToWrite.FromFloats(name + SumsSuffix, TensorType.F32, [matrices, s.Length / matrices], () => s));
-            tensors.Add(GgufTensorToWrite.FromFloats(name + CountsSuffix, TensorType.F32, [matrices, 1], () => c));
+            // gguf.cpp stores ggml_n_dims, which drops trailing dimensions of 1: a dense weight's in_sum2 [columns, 1]
+            // is written as 1-D [columns] and its counts as [1].
+            long[] sumShape = matrices == 1 ? [s.Length] : [matrices, s.Length / matrices];
+            long[] countShape = matrices == 1 ? [1] : [matrices, 1];
+            tensors.Add(GgufTensorToWrite.FromFloats(name + SumsSuffix, TensorType.F32, sumShape, () => s));
+            tensors.Add(GgufTensorToWrite.FromFloats(name + CountsSuffix, TensorType.F32, countShape, () => c));
         }
         using var ms = new MemoryStream();
         GgufWriter.Write(ms, "imatrix", metadata, tensors);

@@ -204,7 +204,7 @@ public sealed class ImportanceMatrix
     /// Writes the matrix to <paramref name="path"/> (a temporary file beside it, renamed at the end), in llama-imatrix's
     /// layout for <paramref name="format"/>: for GGUF, keys <c>general.type</c>, <c>imatrix.datasets</c>,
     /// <c>imatrix.chunk_count</c>, <c>imatrix.chunk_size</c> and per tensor <c>NAME.in_sum2</c> [matrices, columns]
-    /// and <c>NAME.counts</c> [matrices, 1], names sorted; for .dat, save_imatrix_legacy's records. Converting keeps
+    /// and <c>NAME.counts</c> [matrices, 1] (1-D for a single matrix, as gguf.cpp drops trailing 1s), names sorted; for .dat, save_imatrix_legacy's records. Converting keeps
     /// llama-imatrix's arithmetic: a legacy matrix becomes sums · chunk size and counts ncall · chunk size (chunk
     /// size <paramref name="legacyChunkSize"/>, llama-imatrix's -c); raw sums become (sum / count) · ncall.
     /// </summary>

@@ -77,11 +77,12 @@ public sealed class ImatrixFormatTests
             "blk.1.ffn_down.weight.in_sum2", "blk.1.ffn_down.weight.counts",
         ], g.Tensors.Select(t => t.Name));
         Assert.All(g.Tensors, t => Assert.Equal(TensorType.F32, t.Type));
-        // ggml_new_tensor_2d(F32, nval / nmat, nmat) and (F32, 1, nmat).
+        // ggml_new_tensor_2d(F32, nval / nmat, nmat) and (F32, 1, nmat), stored with ggml_n_dims dimensions
+        // (trailing 1s dropped).
         Assert.Equal([4L, 3L], g.FindTensor("blk.0.ffn_up_exps.weight.in_sum2")!.Ne);
         Assert.Equal([1L, 3L], g.FindTensor("blk.0.ffn_up_exps.weight.counts")!.Ne);
-        Assert.Equal([8L, 1L], g.FindTensor("blk.0.attn_q.weight.in_sum2")!.Ne);
-        Assert.Equal([1L, 1L], g.FindTensor("blk.0.attn_q.weight.counts")!.Ne);
+        Assert.Equal([8L], g.FindTensor("blk.0.attn_q.weight.in_sum2")!.Ne);
+        Assert.Equal([1L], g.FindTensor("blk.0.attn_q.weight.counts")!.Ne);
     }
 
     [Fact]
