@@ -15,4 +15,5 @@ suites.Add("tokenizers.encode", EdgeQuant.Benchmarks.Tokenizers.TokenizerBenchma
 suites.Add("quantize.legacy", EdgeQuant.Benchmarks.Quantization.QuantizeBenchmarks.Run);
 suites.Add("quantize.kquants.3", EdgeQuant.Benchmarks.Quantization.Q3KQuantizeBenchmarks.Run);
 suites.Add("quantize.kquants.245", EdgeQuant.Benchmarks.Quantization.KQuant245Benchmarks.Run);
+suites.Add("quantize.model", EdgeQuant.Benchmarks.Quantization.ModelQuantizeBenchmarks.Run);
 return suites.Run(args);
