@@ -5,8 +5,10 @@ using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Imatrix;
 using EdgeQuant.Cli.Commands.Inspect;
 using EdgeQuant.Cli.Commands.Quantize;
+using EdgeQuant.Cli.Commands.Reference;
 using EdgeQuant.Cli.Commands.Runtimes;
 using EdgeQuant.Cli.Commands.Tokenize;
+using EdgeQuant.Cli.Commands.Verify;
 
 namespace EdgeQuant.Cli.Framework;
 
@@ -25,6 +27,8 @@ public static class CommandCatalog
         context => new ExportCommandDefinition(context),
         context => new ImatrixCommandDefinition(context),
         context => new QuantizeCommandDefinition(context),
+        context => new ReferenceCommandDefinition(context),
+        context => new VerifyCommandDefinition(context),
         context => new RuntimesCommandDefinition(context),
     ];
 }
