@@ -26,6 +26,9 @@ internal static class ImatrixGguf
     /// <summary>Counts above this cannot come from a real run and would overflow lround's int64 in llama.cpp.</summary>
     private const double MaxCount = 1L << 53;
 
+    /// <summary>GGML_MAX_NAME: tensor names must be shorter.</summary>
+    private const int MaxGgmlName = 64;
+
     public static ImportanceMatrix.Parsed Read(MappedFile file)
     {
         using var gguf = GgufReader.Read(file);
@@ -166,6 +169,9 @@ internal static class ImatrixGguf
         var tensors = new List<GgufTensorToWrite>();
         foreach (var (name, sums, counts, matrices) in entries)
         {
+            // gguf.cpp refuses tensor names of GGML_MAX_NAME (64) bytes or more, so llama.cpp could not read the file.
+            if (System.Text.Encoding.UTF8.GetByteCount(name + SumsSuffix) >= MaxGgmlName)
+                throw new BadInputException($"'{name}': '{name}{SumsSuffix}' is longer than the {MaxGgmlName - 1} bytes llama.cpp accepts in a GGUF tensor name");
             var s = sums;
             var c = counts;
             // gguf.cpp stores ggml_n_dims, which drops trailing dimensions of 1: a dense weight's in_sum2 [columns, 1]

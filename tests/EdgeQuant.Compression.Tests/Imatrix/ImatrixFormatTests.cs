@@ -209,6 +209,19 @@ public sealed class ImatrixFormatTests
         Assert.Equal([0.5f, 1f], m.ImportanceFor("a.weight")!);
     }
 
+    [Fact]
+    public void Names_llama_cpp_cannot_read_back_are_refused_for_gguf_but_fine_for_dat()
+    {
+        var name = "blk.0." + new string('x', 49) + ".weight"; // 62 bytes; + ".in_sum2" = 70 >= GGML_MAX_NAME
+        var m = ImportanceMatrix.FromSums([(name, [1f, 2f], [4])], [], 0, 512);
+        var e = Assert.Throws<BadInputException>(() => m.Serialize(ImatrixFormat.Gguf));
+        Assert.Contains("63 bytes", e.Message);
+        Assert.Equal([name], ImportanceMatrix.Read(EdgeQuant.Formats.IO.MappedFile.FromBytes(m.Serialize(ImatrixFormat.Dat), "x.dat")).TensorNames);
+        var ok = "blk.0." + new string('x', 42) + ".weight"; // + ".in_sum2" = 63 bytes
+        var written = ImportanceMatrix.FromSums([(ok, [1f, 2f], [4])], [], 0, 512).Serialize();
+        Assert.Equal([ok], ImportanceMatrix.Read(EdgeQuant.Formats.IO.MappedFile.FromBytes(written, "x.gguf")).TensorNames);
+    }
+
     internal static void WriteGguf(string path, params (string Name, float[] Sums, long[] SumShape, float[] Counts, long[] CountShape)[] entries) =>
         WriteGguf(path, true, entries);
 
