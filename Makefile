@@ -8,7 +8,7 @@ CLI := $(DOTNET) src/EdgeQuant.Cli/bin/$(CONFIG)/net10.0/edgequant.dll
 FIXTURES := $(DOTNET) tools/EdgeQuant.Fixtures/bin/$(CONFIG)/net10.0/EdgeQuant.Fixtures.dll
 DEMO_DIR ?= demo-out
 
-.PHONY: all build restore test demo bench runtimes test-deps clean publish-tool
+.PHONY: all build restore test demo bench runtimes test-deps clean publish-tool publish-runner
 
 all: build
 
@@ -29,9 +29,12 @@ test: build runtimes test-deps
 
 demo: build runtimes
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(FIXTURES) --arch llama --preset demo --out $(DEMO_DIR)/fixture-llama --format both --seed 7
-	$(CLI) inspect $(DEMO_DIR)/fixture-llama/gguf/model.gguf
+	$(FIXTURES) --arch llama --preset demo --layers 4 --embd 256 --heads 4 --kv-heads 2 --ffn 768 --vocab 512 --untied \
+		--out $(DEMO_DIR)/fixture-llama --format both --seed 7
 	$(CLI) inspect $(DEMO_DIR)/fixture-llama/hf
+	$(CLI) imatrix $(DEMO_DIR)/fixture-llama/hf --text pipelines/demo/calibration.txt --ctx 128 -o $(DEMO_DIR)/fixture-llama.imatrix
+	$(CLI) quantize $(DEMO_DIR)/fixture-llama/hf --type Q4_K_M --imatrix $(DEMO_DIR)/fixture-llama.imatrix -o $(DEMO_DIR)/fixture-llama-Q4_K_M.gguf
+	$(CLI) inspect $(DEMO_DIR)/fixture-llama-Q4_K_M.gguf
 
 # OpenBLAS (from test-deps) is the GEMM peer; OPENBLAS_CORETYPE is removed because this environment pins it to
 # Haswell, which halves OpenBLAS on AVX-512 machines (the bench also warns if it still sees it). BENCH=filter.
@@ -40,6 +43,11 @@ bench: build runtimes test-deps
 
 publish-tool: build
 	$(DOTNET) pack src/EdgeQuant.Cli -c $(CONFIG) --no-build -o artifacts/tool
+
+# The on-device runner: artifacts/runner/edgequant-<rid>/ (+ .tar.gz) with the pinned native runtimes;
+# self-contained single file for linux-x64, framework-dependent for linux-arm64 (docs/publish-runner.md).
+publish-runner: runtimes
+	CONFIG=$(CONFIG) DOTNET=$(DOTNET) bash tools/publish-runner.sh
 
 clean:
 	$(DOTNET) clean EdgeQuant.sln -c $(CONFIG) -nologo >/dev/null
