@@ -18,6 +18,7 @@ public sealed class ImatrixBadInputTests
         var f = Assert.IsType<FileFormatException>(e);
         Assert.StartsWith(name + ": ", f.Message);
         Assert.DoesNotContain('\n', f.Message);
+        Assert.Equal(ExitCodes.BadInput, f.ExitCode);
         return f;
     }
 
