@@ -57,6 +57,41 @@ public sealed class ReferenceCommandTests : IDisposable
         Assert.InRange(f.BytesPerScoredToken, 520, 540);
     }
 
+    /// <summary>
+    /// What a reference costs for a 32k vocabulary (Llama-2/Mistral size): a random-weight Llama with 32,000 tokens
+    /// (its own trained tokenizer) in llama.cpp, n_ctx 64, 4 chunks (124 scored positions), full and top-64.
+    /// Full: 8 + 2·32,000 bytes per position; top-64: 8 + 8·64; each plus ~8.3 bytes of token ids (4·64/31) and the
+    /// header and checksum spread over the positions.
+    /// </summary>
+    [LlamaCppFact(Text)]
+    public void A_32k_vocabulary_reference_costs_64_KB_per_token_in_full_and_half_a_KB_with_top_64()
+    {
+        var fx = EdgeQuant.Fixtures.FixtureMaker.Write(new EdgeQuant.Fixtures.FixtureSpec
+        {
+            Layers = 1, Embd = 32, Heads = 4, KvHeads = 2, Ffn = 48, Vocab = 32000, Seed = 3,
+        }, _dir.File("fx32k"), EdgeQuant.Fixtures.FixtureFormats.Gguf);
+        var sizes = new Dictionary<string, double>();
+        foreach (var (name, extra) in new[] { ("full", Array.Empty<string>()), ("top64", new[] { "--top-k", "64" }) })
+        {
+            var output = _dir.File(name + ".eqref");
+            var r = CliRunner.Run(["reference", fx.GgufPath!, "--text", SharedData.Require(Text), "-o", output, "--ctx", "64", "--chunks", "4",
+                "--threads", "1", "--json", .. extra]);
+            Assert.True(r.ExitCode == 0, r.ToString());
+            var json = JsonDocument.Parse(r.StdOut).RootElement;
+            Assert.Equal(32000, json.GetProperty("n_vocab").GetInt32());
+            Assert.Equal(124, json.GetProperty("n_scored").GetInt32());
+            sizes[name] = json.GetProperty("bytes_per_scored_token").GetDouble();
+            using var f = ReferenceFile.Open(output);
+            Assert.Equal(new FileInfo(output).Length / 124.0, f.BytesPerScoredToken, 9);
+        }
+        Console.WriteLine($"vocab 32000: {sizes["full"]:F1} bytes per scored token in full mode, {sizes["top64"]:F1} with --top-k 64");
+        Assert.InRange(sizes["full"], 64008 + 8.25, 64008 + 8.25 + 2);
+        Assert.InRange(sizes["top64"], 520 + 8.25, 520 + 8.25 + 2);
+        // Against float32 logits (128,000 bytes per position): 2x smaller in full mode, ~240x with top-64.
+        Assert.True(sizes["full"] < 32000 * 4 / 1.99);
+        Assert.True(sizes["top64"] < 32000 * 4 / 200.0);
+    }
+
     [LlamaCppFact(Gguf, Text)]
     public void Bad_arguments_are_exit_2_with_one_line_and_leave_no_file()
     {

@@ -204,3 +204,45 @@ public sealed class VerifyCommandTests(VerifyCommandFixture fx) : IClassFixture<
         Assert.Contains("only 7 scored tokens", few.StdErr);
     }
 }
+
+/// <summary>
+/// The ONNX Runtime path end to end: the random GPT-2 (<c>past.onnx</c>, 1,000 logits, KV cache) as its own reference
+/// and candidate. Its real 50,257-token tokenizer cannot tokenize text into its 1,000 ids, so the reference is built
+/// through the library from seeded ids below 1,000 (GPT-2 adds no BOS); verify then finds its tokenizer.json beside it.
+/// </summary>
+public sealed class VerifyOnnxRuntimeTests
+{
+    private const string Gpt2Dir = "onnx/tiny-random-gpt2";
+
+    [OnnxRuntimeFact(Gpt2Dir + "/past.onnx", Gpt2Dir + "/tokenizer.json")]
+    public void Tiny_gpt2_against_itself_in_onnx_runtime_has_zero_kld_and_full_agreement()
+    {
+        using var dir = new TempDir("vacc-ort");
+        var model = SharedData.Require(Gpt2Dir + "/past.onnx");
+        var reference = dir.File("gpt2.eqref");
+        var rng = new Random(17);
+        var tokens = Enumerable.Range(0, 4 * 64 + 10).Select(_ => rng.Next(1000)).ToArray();
+        using (var runner = EdgeQuant.Runtimes.OnnxRuntime.OrtLogitsRunner.Open(model, new EdgeQuant.Runtimes.OnnxRuntime.OrtLogitsRunnerOptions
+        {
+            Session = new EdgeQuant.Runtimes.OnnxRuntime.OrtSessionSettings { IntraOpThreads = 1, InterOpThreads = 1 },
+        }))
+        {
+            ReferenceBuilder.Build(runner, tokens, null, new ReferenceBuildOptions(64, 4, null, "past.onnx", ModelHash.Compute(model),
+                ModelHash.OfText("random ids")), reference);
+        }
+
+        var r = CliRunner.Run("verify", model, "--reference", reference, "-t", "1", "--latency-tokens", "16", "--max-kld", "1e-4",
+            "--min-top1", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var report = VerificationReportJson.Deserialize(r.StdOut, "stdout");
+        Assert.Equal("onnxruntime", report.Candidate.Runtime);
+        Assert.Equal("onnx", report.Candidate.Format);
+        var a = report.Accuracy!;
+        Assert.Equal(4 * 31, a.NScored);
+        Assert.Equal(1.0, a.SameTopP);
+        Assert.InRange(a.KldMean, -1e-5, 1e-5);
+        Assert.InRange(Math.Abs(a.LnPplRatio), 0, 1e-4);
+        Assert.Equal(16, report.Latency!.DecodeTokens);
+        Assert.True(report.Latency.DecodeTps > 0);
+    }
+}

@@ -40,7 +40,7 @@ public sealed record VerificationReport
     /// <summary>Filled by the latency probe; null when it did not run.</summary>
     public LatencyReport? Latency { get; init; }
 
-    /// <summary>Every gate that was set, in command-line order; empty when none was.</summary>
+    /// <summary>Every gate that was set, in the gate table's order (<c>Gates/GateCatalog</c>); empty when none was.</summary>
     public IReadOnlyList<GateResult> Gates { get; init; } = [];
 
     /// <summary>True when every gate passed (true with no gates).</summary>
