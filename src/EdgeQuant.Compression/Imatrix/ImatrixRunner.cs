@@ -99,7 +99,7 @@ public static class ImatrixRunner
                 var rows = new List<int>();
                 if (wantLogits)
                     for (int i = Math.Max(start, logitStart); i < start + length; i++) rows.Add(i - start);
-                var dst = logits.AsSpan((int)((long)(Math.Max(start, logitStart) - logitStart) * vocab));
+                var dst = wantLogits ? logits.AsSpan((int)((long)(Math.Max(start, logitStart) - logitStart) * vocab)) : [];
                 session.Decode(chunk.AsSpan(start, length), rows.ToArray(), dst, ct);
             }
             collector.Enabled = true;

@@ -186,6 +186,22 @@ public sealed class ImatrixCollectorTests
         Assert.Equal([(0, 4, false)], ImatrixRunner.MicroBatchPlan(4, 3)[0]);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_context_just_above_2048_leaves_out_each_chunk_s_last_4_tokens(bool perplexity)
+    {
+        using var dir = new TempDir();
+        var spec = new FixtureSpec { Layers = 1, Embd = 16, Heads = 2, KvHeads = 1, Ffn = 24, Vocab = 300, Seed = 4 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, dir.Path, FixtureFormats.Gguf).GgufPath!);
+        var tokens = Enumerable.Range(0, 2 * 2052).Select(i => 3 + i * 13 % 290).ToArray();
+        var m = ImatrixRunner.Collect(model, tokens, new ImatrixRunOptions { Context = 2052, Threads = 1, ComputePerplexity = perplexity }, null,
+            CancellationToken.None);
+        Assert.All(m.TensorNames, n => Assert.Equal(2 * 2048.0, m.Entry(n)!.Counts[0]));
+        // llama-imatrix's chunk count is the largest row count over the chunk size: 4096 / 2052.
+        Assert.Equal(1, m.ChunkCount);
+    }
+
     [Fact]
     public void Too_short_a_text_and_cancellation_are_reported()
     {

@@ -63,12 +63,17 @@ public sealed unsafe class ImatrixLlamaCppPeerTests(ITestOutputHelper output)
         return 1;
     }
 
-    [LlamaCppFact(Stories, Text)]
-    public void Stories260K_sums_and_counts_match_what_llama_cpp_s_eval_callback_collects()
+    /// <summary>
+    /// Chunks of 128 (one micro-batch each), and chunks of 2052 decoded as llama-imatrix -c 2052 does (batches of
+    /// 2048 + 4 tokens, micro-batches of 512: the 4-token one is declined by the eval callback's 16-row rule).
+    /// </summary>
+    [LlamaCppTheory(Stories, Text)]
+    [InlineData(128, 3, 128, 128, 20000)]
+    [InlineData(2052, 1, 2048, 512, 60000)]
+    public void Stories260K_sums_and_counts_match_what_llama_cpp_s_eval_callback_collects(int ctx, int chunks, int nBatch, int nUbatch, int chars)
     {
-        const int ctx = 128, chunks = 3;
         var path = SharedData.Require(Stories);
-        var text = File.ReadAllText(SharedData.Require(Text))[..20000];
+        var text = File.ReadAllText(SharedData.Require(Text))[..chars];
         int[] tokens;
         int bos;
         ImportanceMatrix ours;
@@ -92,7 +97,9 @@ public sealed unsafe class ImatrixLlamaCppPeerTests(ITestOutputHelper output)
         try
         {
             var cp = LlamaNative.llama_context_default_params();
-            cp.n_ctx = cp.n_batch = cp.n_ubatch = ctx;
+            cp.n_ctx = (uint)ctx;
+            cp.n_batch = (uint)nBatch;
+            cp.n_ubatch = (uint)nUbatch;
             cp.n_seq_max = 1;
             cp.n_threads = cp.n_threads_batch = 1;
             // The engine's numerics: F32 KV cache, no flash attention.
@@ -101,23 +108,28 @@ public sealed unsafe class ImatrixLlamaCppPeerTests(ITestOutputHelper output)
             cp.cb_eval = (nint)(delegate* unmanaged[Cdecl]<nint, byte, nint, byte>)&EvalCallback;
             lctx = LlamaNative.llama_init_from_model(lm, cp);
             Assert.NotEqual(0, lctx);
-            var batch = LlamaNative.llama_batch_init(ctx, 0, 1);
+            var batch = LlamaNative.llama_batch_init(nBatch, 0, 1);
             try
             {
                 for (int c = 0; c < chunks; c++)
                 {
                     LlamaNative.llama_memory_clear(LlamaNative.llama_get_memory(lctx), true);
-                    batch.n_tokens = ctx;
-                    for (int i = 0; i < ctx; i++)
+                    // As compute_imatrix: batches of n_batch; the chunk's first token is BOS; every position outputs logits.
+                    for (int b0 = 0; b0 < ctx; b0 += nBatch)
                     {
-                        // As compute_imatrix: the chunk's first token is BOS, every position outputs logits.
-                        batch.token[i] = i == 0 ? bos : tokens[c * ctx + i];
-                        batch.pos[i] = i;
-                        batch.n_seq_id[i] = 1;
-                        batch.seq_id[i][0] = 0;
-                        batch.logits[i] = 1;
+                        int n = Math.Min(nBatch, ctx - b0);
+                        batch.n_tokens = n;
+                        for (int k = 0; k < n; k++)
+                        {
+                            int i = b0 + k;
+                            batch.token[k] = i == 0 ? bos : tokens[c * ctx + i];
+                            batch.pos[k] = i;
+                            batch.n_seq_id[k] = 1;
+                            batch.seq_id[k][0] = 0;
+                            batch.logits[k] = 1;
+                        }
+                        Assert.Equal(0, LlamaNative.llama_decode(lctx, batch));
                     }
-                    Assert.Equal(0, LlamaNative.llama_decode(lctx, batch));
                 }
             }
             finally
@@ -150,6 +162,8 @@ public sealed unsafe class ImatrixLlamaCppPeerTests(ITestOutputHelper output)
             worst = Math.Max(worst, rel);
             Assert.True(rel <= MaxRelativeL2, $"{name}: relative L2 {rel:E2} between our sums and llama.cpp's");
         }
+        // Which rows count is part of the comparison: with -c 2052 each chunk's last 4 tokens are not collected.
+        Assert.Equal((double)chunks * (ctx == 2052 ? 2048 : ctx), ours.Entry("blk.0.attn_q.weight")!.Counts[0]);
         output.WriteLine($"{Collected.Count} tensors, {chunks} chunks of {ctx}: worst relative L2 of the sums vs llama.cpp {worst:E2}");
     }
 }
