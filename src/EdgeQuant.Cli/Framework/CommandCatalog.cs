@@ -1,4 +1,5 @@
 using System.CommandLine;
+using EdgeQuant.Cli.Commands.Compare;
 using EdgeQuant.Cli.Commands.Eval;
 using EdgeQuant.Cli.Commands.Export;
 using EdgeQuant.Cli.Commands.Generate;
@@ -29,6 +30,7 @@ public static class CommandCatalog
         context => new QuantizeCommandDefinition(context),
         context => new ReferenceCommandDefinition(context),
         context => new VerifyCommandDefinition(context),
+        context => new CompareCommandDefinition(context),
         context => new RuntimesCommandDefinition(context),
     ];
 }
