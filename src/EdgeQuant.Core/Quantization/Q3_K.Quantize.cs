@@ -10,10 +10,12 @@ namespace EdgeQuant.Core.Quantization;
 // groups' weight sums). Then, in both, the weights are re-rounded against the quantized group scales and packed:
 // 2 low bits in qs, the high bit in hmask.
 //
-// The fast path puts one group in each vector lane (Q3KLanes): the data of a block, or of two blocks at a time, is
-// transposed so that the lanes run ggml's per-group loops side by side, every float operation the same as ggml's in
-// the same order. Two blocks at a time because make_q3_quants' refinement is one long dependency chain per group:
-// two independent chains keep the core busy while one waits on its division.
+// The fast path puts one group in each vector lane (Q3KLanes) wherever ggml's per-group loops carry sums from element
+// to element: the data of two blocks at a time is transposed so that lane g runs group g's loop, every float operation
+// the same as ggml's in the same order (max search, first sums, the imatrix path's 19 candidate scales). make_q3_quants'
+// refinement is different: an accepted move changes the sums the next element sees, but moves are rare, so it runs
+// per group with the 16 elements in lanes, evaluating all remaining elements at once and restarting after each move
+// (Q3KLanes.RefineQ3). Re-rounding and packing work on one group per row.
 public static unsafe partial class Q3_K
 {
     private const int QK = QuantBlocks.QK_K;
@@ -225,7 +227,7 @@ public static unsafe partial class Q3_K
 
     private struct Scratch
     {
-        public float* Xt, Lt, Wt, Wxt, Qwt, Scales, Sw, Sigma2, D;
+        public float* Xt, Lt, Wt, Wxt, Qwt, Scales, Sw, Sigma2, D, Iscale, Sumlx, Suml2, Zero;
         public byte* L;
     }
 
@@ -245,16 +247,19 @@ public static unsafe partial class Q3_K
     /// <typeparamref name="TW"/>: 32 lanes, two blocks per batch (AVX2: <see cref="GroupLanes256x4"/>);
     /// <typeparamref name="TN"/>: 16 lanes, for a row's last block when the count is odd.
     /// </summary>
+    [SkipLocalsInit]
     private static void RowLanes<TW, TN>(float* x, BlockQ3_K* y, int n, float* importance)
         where TW : unmanaged, IGroupLanes<TW> where TN : unmanaged, IGroupLanes<TN>
     {
-        float* buffer = stackalloc float[5 * 16 * MaxLanes + 3 * MaxLanes + SigmaWindow];
-        byte* levels = stackalloc byte[16 * MaxLanes];
+        const int Rows = 16 * MaxLanes;
+        float* p = stackalloc float[5 * Rows + 7 * MaxLanes + SigmaWindow];
+        byte* levels = stackalloc byte[Rows];
         var s = new Scratch
         {
-            Xt = buffer, Lt = buffer + 16 * MaxLanes, Wt = buffer + 2 * 16 * MaxLanes, Wxt = buffer + 3 * 16 * MaxLanes,
-            Qwt = buffer + 4 * 16 * MaxLanes, Scales = buffer + 5 * 16 * MaxLanes, Sw = buffer + 5 * 16 * MaxLanes + MaxLanes,
-            D = buffer + 5 * 16 * MaxLanes + 2 * MaxLanes, Sigma2 = buffer + 5 * 16 * MaxLanes + 3 * MaxLanes, L = levels,
+            Xt = p, Lt = p + Rows, Wt = p + 2 * Rows, Wxt = p + 3 * Rows, Qwt = p + 4 * Rows,
+            Scales = p + 5 * Rows, Sw = p + 5 * Rows + MaxLanes, D = p + 5 * Rows + 2 * MaxLanes,
+            Iscale = p + 5 * Rows + 3 * MaxLanes, Sumlx = p + 5 * Rows + 4 * MaxLanes, Suml2 = p + 5 * Rows + 5 * MaxLanes,
+            Zero = p + 5 * Rows + 6 * MaxLanes, Sigma2 = p + 5 * Rows + 7 * MaxLanes, L = levels,
         };
         int nb = n / QK;
         int perWide = TW.Count / Groups;
@@ -264,9 +269,9 @@ public static unsafe partial class Q3_K
             if (importance != null) Sigma2(x + (long)w0 * QK, w1 - w0, s.Sigma2);
             int i = w0;
             for (; i + perWide <= w1; i += perWide)
-                Batch<TW>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+                Batch<TW, TN>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
             for (; i < w1; i++)
-                Batch<TN>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
+                Batch<TN, TN>(x + (long)i * QK, y + i, importance == null ? null : importance + (long)i * QK, s.Sigma2 + (i - w0), ref s);
         }
     }
 
@@ -305,15 +310,29 @@ public static unsafe partial class Q3_K
     /// <summary>
     /// <typeparamref name="T"/>.Count / 16 consecutive blocks at <paramref name="x"/>, one group per lane.
     /// </summary>
-    private static void Batch<T>(float* x, BlockQ3_K* y, float* qw, float* blockSigma2, ref Scratch s)
-        where T : unmanaged, IGroupLanes<T>
+    [SkipLocalsInit]
+    private static void Batch<T, TN>(float* x, BlockQ3_K* y, float* qw, float* blockSigma2, ref Scratch s)
+        where T : unmanaged, IGroupLanes<T> where TN : unmanaged, IGroupLanes<TN>
     {
         int c = T.Count;
         int blocks = c / Groups;
         Transpose(x, s.Xt, c);
         if (qw == null)
         {
-            Q3KLanes.MakeQ3Quants<T>(s.Xt, s.Lt, s.Scales, s.Wt, s.Wxt);
+            float* iscale = s.Iscale, sumlx = s.Sumlx, suml2 = s.Suml2, zero = s.Zero;
+            Q3KLanes.StartQ3<T>(s.Xt, iscale, sumlx, suml2, zero);
+            for (int lane = 0; lane < c; lane++)
+            {
+                if (BitConverter.SingleToInt32Bits(zero[lane]) != 0)
+                {
+                    TN.Store(TN.Zero, s.Wt + 16 * lane);
+                    s.Scales[lane] = 0f;
+                }
+                else
+                {
+                    s.Scales[lane] = Q3KLanes.RefineQ3<TN>(x + 16 * lane, s.Wt + 16 * lane, iscale[lane], sumlx[lane], suml2[lane]);
+                }
+            }
             for (int b = 0; b < blocks; b++) QuantizeGroupScales(s.Scales + Groups * b, y + b);
         }
         else
@@ -330,32 +349,28 @@ public static unsafe partial class Q3_K
             }
         }
 
-        for (int lane = 0; lane < c; lane++)
+        // From here on one group per row: s.Wt holds each group's 16 levels. The weighted search left them in lanes.
+        if (qw != null) TransposeBack(s.Lt, s.Wt, c);
+        var four = TN.Splat(4f);
+        for (int b = 0; b < blocks; b++)
         {
-            var b = y + lane / Groups;
-            s.D[lane] = (float)b->D * UnpackScale(b->Scales, lane % Groups);
-        }
-        var d = T.Load(s.D);
-        var keep = T.EqualTo(d, T.Zero);
-        var four = T.Splat(4f);
-        for (int i = 0; i < 16; i++)
-        {
-            var l = T.Level(T.Load(s.Xt + i * c) / d, -4, 3) + four;
-            T.Store(T.Select(keep, T.Load(s.Lt + i * c), l), s.Lt + i * c);
+            float dAll = (float)y[b].D;
+            for (int j = 0; j < Groups; j++)
+            {
+                int lane = Groups * b + j;
+                float d = dAll * UnpackScale(y[b].Scales, j);
+                if (d == 0) continue;
+                TN.Store(TN.Level(TN.Load(x + 16 * lane) / TN.Splat(d), -4, 3) + four, s.Wt + 16 * lane);
+            }
         }
         if (Avx512F.IsSupported)
         {
-            // Back to one row of 16 levels per group (Wt is free now), then to bytes.
-            for (int b = 0; b < blocks; b++)
-                Transpose16x16(s.Lt + Groups * b, c, s.Wt + QK * b, 16);
             for (int g = 0; g < c; g++)
                 Avx512F.ConvertToVector128Byte(Vector512.ConvertToInt32(Vector512.Load(s.Wt + 16 * g))).Store(s.L + 16 * g);
         }
         else
         {
-            for (int lane = 0; lane < c; lane++)
-                for (int i = 0; i < 16; i++)
-                    s.L[lane * 16 + i] = (byte)s.Lt[i * c + lane];
+            for (int k = 0; k < 16 * c; k++) s.L[k] = (byte)s.Wt[k];
         }
         for (int b = 0; b < blocks; b++) Pack(s.L + QK * b, y + b);
     }
@@ -372,6 +387,20 @@ public static unsafe partial class Q3_K
         for (int g = 0; g < lanes; g++)
             for (int i = 0; i < 16; i++)
                 dst[i * lanes + g] = src[g * 16 + i];
+    }
+
+    /// <summary>The inverse of <see cref="Transpose"/>: dst[g * 16 + i] = src[i * lanes + g].</summary>
+    private static void TransposeBack(float* src, float* dst, int lanes)
+    {
+        if (Avx512F.IsSupported)
+        {
+            for (int b = 0; b < lanes / Groups; b++)
+                Transpose16x16(src + Groups * b, lanes, dst + QK * b, 16);
+            return;
+        }
+        for (int g = 0; g < lanes; g++)
+            for (int i = 0; i < 16; i++)
+                dst[g * 16 + i] = src[i * lanes + g];
     }
 
     /// <summary>

@@ -103,6 +103,8 @@ internal unsafe interface IGroupLanes<T> where T : unmanaged, IGroupLanes<T>
     static abstract T AndNot(T a, T b);
     static abstract T Select(T mask, T ifSet, T ifClear);
     static abstract bool Any(T mask);
+    /// <summary>Bit k set when lane k of <paramref name="mask"/> is set.</summary>
+    static abstract uint Bits(T mask);
     /// <summary>ggml's nearest_int (the 1.5*2^23 bit trick, garbage-for-garbage beyond its range) clamped to [lo, hi], as floats.</summary>
     static abstract T Level(T v, int lo, int hi);
 }
@@ -129,6 +131,7 @@ internal readonly unsafe struct GroupLanes512 : IGroupLanes<GroupLanes512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 AndNot(GroupLanes512 a, GroupLanes512 b) => new(Vector512.AndNot(a.v, b.v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes512 Select(GroupLanes512 m, GroupLanes512 a, GroupLanes512 b) => new(Vector512.ConditionalSelect(m.v, a.v, b.v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes512 m) => m.v.ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static uint Bits(GroupLanes512 m) => (uint)m.v.ExtractMostSignificantBits();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static GroupLanes512 Level(GroupLanes512 a, int lo, int hi)
     {
@@ -159,6 +162,7 @@ internal readonly unsafe struct GroupLanes256 : IGroupLanes<GroupLanes256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 AndNot(GroupLanes256 a, GroupLanes256 b) => new(Vector256.AndNot(a.v, b.v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256 Select(GroupLanes256 m, GroupLanes256 a, GroupLanes256 b) => new(Vector256.ConditionalSelect(m.v, a.v, b.v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes256 m) => m.v.ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static uint Bits(GroupLanes256 m) => m.v.ExtractMostSignificantBits();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static GroupLanes256 Level(GroupLanes256 a, int lo, int hi)
     {
@@ -169,8 +173,7 @@ internal readonly unsafe struct GroupLanes256 : IGroupLanes<GroupLanes256>
 
 /// <summary>
 /// Two lane vectors side by side (lanes 0..n-1 in the first). Besides width, this gives the core independent
-/// dependency chains: the make_q3_quants passes are a long serial chain per group, so two blocks at once run at
-/// nearly the cost of one.
+/// dependency chains for the in-order sums, which are serial within a lane.
 /// </summary>
 internal readonly unsafe struct GroupLanePair<T> : IGroupLanes<GroupLanePair<T>> where T : unmanaged, IGroupLanes<T>
 {
@@ -194,6 +197,7 @@ internal readonly unsafe struct GroupLanePair<T> : IGroupLanes<GroupLanePair<T>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> AndNot(GroupLanePair<T> x, GroupLanePair<T> y) => new(T.AndNot(x.a, y.a), T.AndNot(x.b, y.b));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Select(GroupLanePair<T> m, GroupLanePair<T> x, GroupLanePair<T> y) => new(T.Select(m.a, x.a, y.a), T.Select(m.b, x.b, y.b));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanePair<T> m) => T.Any(m.a | m.b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static uint Bits(GroupLanePair<T> m) => T.Bits(m.a) | T.Bits(m.b) << T.Count;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanePair<T> Level(GroupLanePair<T> x, int lo, int hi) => new(T.Level(x.a, lo, hi), T.Level(x.b, lo, hi));
 }
 
@@ -224,6 +228,8 @@ internal readonly unsafe struct GroupLanes256x4 : IGroupLanes<GroupLanes256x4>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 AndNot(GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.AndNot(x.a, y.a), Vector256.AndNot(x.b, y.b), Vector256.AndNot(x.c, y.c), Vector256.AndNot(x.d, y.d));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Select(GroupLanes256x4 m, GroupLanes256x4 x, GroupLanes256x4 y) => new(Vector256.ConditionalSelect(m.a, x.a, y.a), Vector256.ConditionalSelect(m.b, x.b, y.b), Vector256.ConditionalSelect(m.c, x.c, y.c), Vector256.ConditionalSelect(m.d, x.d, y.d));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool Any(GroupLanes256x4 m) => (m.a | m.b | m.c | m.d).ExtractMostSignificantBits() != 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static uint Bits(GroupLanes256x4 m) =>
+        m.a.ExtractMostSignificantBits() | m.b.ExtractMostSignificantBits() << 8 | m.c.ExtractMostSignificantBits() << 16 | m.d.ExtractMostSignificantBits() << 24;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static GroupLanes256x4 Level(GroupLanes256x4 x, int lo, int hi) => new(Level8(x.a, lo, hi), Level8(x.b, lo, hi), Level8(x.c, lo, hi), Level8(x.d, lo, hi));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -262,63 +268,93 @@ internal static unsafe class Q3KLanes
     }
 
     /// <summary>
-    /// make_q3_quants(16, 4, do_rmse = true) for every lane. The five refinement passes run in lock step: a lane whose
-    /// pass changed nothing would, from the same state, change nothing again, so running it on is the same as
-    /// ggml's early exit. Levels (0..7) go to <paramref name="lt"/>, the scales to <paramref name="scales"/>;
-    /// <paramref name="wt"/> and <paramref name="wxt"/> are scratch of the size of <paramref name="xt"/>.
+    /// make_q3_quants(16, 4, do_rmse = true), first part, for every lane: the inverse scale -4/max, the sums over the
+    /// first levels (in element order), and which groups are all zeros (levels 0, scale 0, no refinement).
     /// </summary>
-    public static void MakeQ3Quants<T>(float* xt, float* lt, float* scales, float* wt, float* wxt) where T : unmanaged, IGroupLanes<T>
+    public static void StartQ3<T>(float* xt, float* iscales, float* sumlx, float* suml2, float* zeroGroups) where T : unmanaged, IGroupLanes<T>
     {
         int c = T.Count;
-        var max = SignedMax<T>(xt, out var zeroGroups);
+        var max = SignedMax<T>(xt, out var zero);
         var iscale = T.Splat(-4f) / max;
-        T sumlx = T.Zero, suml2 = T.Zero;
+        T slx = T.Zero, sl2 = T.Zero;
         for (int i = 0; i < G; i++)
         {
             var v = T.Load(xt + i * c);
             var w = v * v;
-            var wx = w * v;
-            T.Store(w, wt + i * c);
-            T.Store(wx, wxt + i * c);
             var l = T.Level(iscale * v, -4, 3);
-            T.Store(l, lt + i * c);
-            sumlx += wx * l;
-            suml2 += w * l * l;
+            slx += w * v * l;
+            sl2 += w * l * l;
         }
+        T.Store(iscale, iscales);
+        T.Store(slx, sumlx);
+        T.Store(sl2, suml2);
+        T.Store(zero, zeroGroups);
+    }
+
+    /// <summary>
+    /// make_q3_quants' refinement passes for one group, its 16 elements in the lanes of <typeparamref name="T"/>
+    /// (16 lanes). ggml visits the elements in order and a move changes the sums the next element sees; moves are
+    /// rare (about one group in four moves anything on Gaussian weights), so all remaining elements are evaluated
+    /// at once against the current sums, the first that moves is taken (exactly what ggml computes for it, nothing
+    /// having changed since the pass or the last move began), and the elements after it are evaluated again. Levels
+    /// 0..7 go to <paramref name="lrow"/>; returns the scale.
+    /// </summary>
+    [SkipLocalsInit]
+    public static float RefineQ3<T>(float* x, float* lrow, float iscale, float sumlx, float suml2) where T : unmanaged, IGroupLanes<T>
+    {
+        var v = T.Load(x);
+        var w = v * v;
+        var wx = w * v;
+        var l = T.Level(T.Splat(iscale) * v, -4, 3);
+        var wl2 = w * l * l;
+        var wxl = wx * l;
         var zero = T.Zero;
+        float* lane = stackalloc float[3 * G];
         for (int itry = 0; itry < 5; ++itry)
         {
-            T changed = T.Zero;
-            // sumlx*sumlx of the current state; after an accepted move it is the slx*slx the test just formed.
-            var sumlx2 = sumlx * sumlx;
-            for (int i = 0; i < G; i++)
+            int changed = 0;
+            int start = 0;
+            while (start < G)
             {
-                var v = T.Load(xt + i * c);
-                var w = T.Load(wt + i * c);
-                var wx = T.Load(wxt + i * c);
-                var l = T.Load(lt + i * c);
-                var slx = sumlx - wx * l;
-                var sl2 = suml2 - w * l * l;
+                var s1 = T.Splat(sumlx);
+                var s2 = T.Splat(suml2);
+                var slx = s1 - wxl;
+                var sl2 = s2 - wl2;
                 var nl = T.Level(v * sl2 / slx, -4, 3);
                 var slxN = slx + wx * nl;
                 var sl2N = sl2 + w * nl * nl;
-                var sq = slxN * slxN;
                 var accept = T.AndNot(T.GreaterThan(slx, zero), T.EqualTo(nl, l))
                     & T.GreaterThan(sl2N, zero)
-                    & T.GreaterThan(sq * suml2, sumlx2 * sl2N);
-                T.Store(T.Select(accept, nl, l), lt + i * c);
-                sumlx = T.Select(accept, slxN, sumlx);
-                suml2 = T.Select(accept, sl2N, suml2);
-                sumlx2 = T.Select(accept, sq, sumlx2);
-                changed |= accept;
+                    & T.GreaterThan(slxN * slxN * s2, T.Splat(sumlx * sumlx) * sl2N);
+                uint moves = T.Bits(accept) & (0xFFFFu << start);
+                if (moves == 0) break;
+                int f = System.Numerics.BitOperations.TrailingZeroCount(moves);
+                T.Store(nl, lane);
+                T.Store(slxN, lane + G);
+                T.Store(sl2N, lane + 2 * G);
+                var at = T.EqualTo(T.Load(Iota), T.Splat(f));
+                l = T.Select(at, nl, l);
+                wxl = T.Select(at, wx * nl, wxl);
+                wl2 = T.Select(at, w * nl * nl, wl2);
+                sumlx = lane[G + f];
+                suml2 = lane[2 * G + f];
+                ++changed;
+                start = f + 1;
             }
-            if (!T.Any(changed)) break;
+            if (changed == 0) break;
         }
-        var four = T.Splat(4f);
-        for (int i = 0; i < G; i++)
-            T.Store(T.Select(zeroGroups, zero, T.Load(lt + i * c) + four), lt + i * c);
-        var scale = T.Select(T.GreaterThan(suml2, zero), sumlx / suml2, zero);
-        T.Store(T.Select(zeroGroups, zero, scale), scales);
+        T.Store(l + T.Splat(4f), lrow);
+        return suml2 > 0f ? sumlx / suml2 : 0f;
+    }
+
+    private static readonly float* Iota = MakeIota();
+
+    private static float* MakeIota()
+    {
+        // Native memory for the life of the process: 64 bytes, read by vector loads of up to 16 lanes.
+        var p = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(G * sizeof(float), 64);
+        for (int i = 0; i < G; i++) p[i] = i;
+        return p;
     }
 
     /// <summary>
@@ -385,6 +421,7 @@ internal static unsafe class Q3KLanes
     /// candidate inverse scales in lanes (lane 0 the first guess, lanes 1..18 steps -9..-1, 1..9) so that each
     /// candidate's sums still run in element order; the choice among them is then ggml's, in ggml's order.
     /// </summary>
+    [SkipLocalsInit]
     public static float MakeQxQuants32<T>(float* x, sbyte* L, float* w) where T : unmanaged, IGroupLanes<T>
     {
         const int N = 16, Nmax = 32, Candidates = 19;
