@@ -57,7 +57,7 @@ public static class DriftEvaluator
                 if (h.Mode == ReferenceMode.Full) acc.AddFull(row, target, reference.Full(c, k));
                 else acc.AddTopK(row, target, reference.TopK(c, k));
             }
-            progress?.Report(new DriftProgress(c + 1, chunks, MeanOfLast(acc)));
+            progress?.Report(new DriftProgress(c + 1, chunks, acc.MeanKld));
         }
         clock.Stop();
         return acc.Finish(chunks, n, rows, h.Mode == ReferenceMode.TopK ? TopKNote(h.TopK) : null, clock.Elapsed.TotalSeconds);
@@ -67,13 +67,6 @@ public static class DriftEvaluator
     public static string TopKNote(int k) =>
         $"top-{k.ToString(CultureInfo.InvariantCulture)} reference: KLD over the most likely reference tokens plus one bucket for all others " +
         "(a lower bound of the full KLD); PPL, Δp and same-top are exact";
-
-    private static double MeanOfLast(KldAccumulator acc)
-    {
-        double s = 0;
-        foreach (var v in acc.KldValues) s += v;
-        return acc.Count > 0 ? s / acc.Count : double.NaN;
-    }
 
     private static void CheckFinite(ReadOnlySpan<float> row, ILogitsRunner runner, int chunk, int position)
     {

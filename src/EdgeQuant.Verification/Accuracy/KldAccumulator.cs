@@ -36,6 +36,9 @@ public sealed class KldAccumulator
     /// <summary>Positions added so far.</summary>
     public int Count => _kld.Count;
 
+    /// <summary>Mean KLD so far (NaN before the first position): the running figure a progress display shows.</summary>
+    public double MeanKld => Count > 0 ? _sumKld / Count : double.NaN;
+
     /// <summary>KLD of each position added, in order.</summary>
     public IReadOnlyList<float> KldValues => _kld;
 

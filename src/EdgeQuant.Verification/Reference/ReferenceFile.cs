@@ -176,7 +176,8 @@ public sealed class ReferenceFile : IDisposable
         if (!Checksum(file, bodyBytes).AsSpan().SequenceEqual(file.Span(bodyBytes, ReferenceFormat.ChecksumBytes, "checksum")))
             c.FailAt(bodyBytes, "checksum", "SHA-256 of the contents does not match: the file is corrupt or was modified");
 
-        var tokens = new int[nCtx * nChunks];
+        // The length check above bounds this by the file's size; checked all the same.
+        var tokens = new int[checked(nCtx * nChunks)];
         long tokensOffset = headerBytes;
         c.Position = tokensOffset;
         for (int i = 0; i < tokens.Length; i++)
