@@ -411,35 +411,87 @@ public static unsafe partial class Q3_K
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose16x16(float* src, int srcStride, float* dst, int dstStride)
     {
-        var r = stackalloc Vector512<float>[16];
-        var t = stackalloc Vector512<float>[16];
-        for (int k = 0; k < 16; k += 2)
-        {
-            var a = Vector512.Load(src + k * srcStride);
-            var b = Vector512.Load(src + (k + 1) * srcStride);
-            t[k] = Avx512F.UnpackLow(a, b);
-            t[k + 1] = Avx512F.UnpackHigh(a, b);
-        }
-        for (int k = 0; k < 16; k += 4)
-        {
-            r[k] = Avx512F.UnpackLow(t[k].AsDouble(), t[k + 2].AsDouble()).AsSingle();
-            r[k + 1] = Avx512F.UnpackHigh(t[k].AsDouble(), t[k + 2].AsDouble()).AsSingle();
-            r[k + 2] = Avx512F.UnpackLow(t[k + 1].AsDouble(), t[k + 3].AsDouble()).AsSingle();
-            r[k + 3] = Avx512F.UnpackHigh(t[k + 1].AsDouble(), t[k + 3].AsDouble()).AsSingle();
-        }
-        for (int h = 0; h < 16; h += 8)
-        {
-            for (int k = 0; k < 4; k++)
-            {
-                t[h + k] = Avx512F.Shuffle4x128(r[h + k], r[h + k + 4], 0x88);
-                t[h + k + 4] = Avx512F.Shuffle4x128(r[h + k], r[h + k + 4], 0xDD);
-            }
-        }
-        for (int k = 0; k < 8; k++)
-        {
-            Avx512F.Shuffle4x128(t[k], t[k + 8], 0x88).Store(dst + k * dstStride);
-            Avx512F.Shuffle4x128(t[k], t[k + 8], 0xDD).Store(dst + (k + 8) * dstStride);
-        }
+        // Locals, not arrays, so that all 32 intermediate vectors stay in registers.
+        var r0 = Vector512.Load(src + 0 * srcStride);
+        var r1 = Vector512.Load(src + 1 * srcStride);
+        var r2 = Vector512.Load(src + 2 * srcStride);
+        var r3 = Vector512.Load(src + 3 * srcStride);
+        var r4 = Vector512.Load(src + 4 * srcStride);
+        var r5 = Vector512.Load(src + 5 * srcStride);
+        var r6 = Vector512.Load(src + 6 * srcStride);
+        var r7 = Vector512.Load(src + 7 * srcStride);
+        var r8 = Vector512.Load(src + 8 * srcStride);
+        var r9 = Vector512.Load(src + 9 * srcStride);
+        var r10 = Vector512.Load(src + 10 * srcStride);
+        var r11 = Vector512.Load(src + 11 * srcStride);
+        var r12 = Vector512.Load(src + 12 * srcStride);
+        var r13 = Vector512.Load(src + 13 * srcStride);
+        var r14 = Vector512.Load(src + 14 * srcStride);
+        var r15 = Vector512.Load(src + 15 * srcStride);
+        var t0 = Avx512F.UnpackLow(r0, r1);
+        var t1 = Avx512F.UnpackHigh(r0, r1);
+        var t2 = Avx512F.UnpackLow(r2, r3);
+        var t3 = Avx512F.UnpackHigh(r2, r3);
+        var t4 = Avx512F.UnpackLow(r4, r5);
+        var t5 = Avx512F.UnpackHigh(r4, r5);
+        var t6 = Avx512F.UnpackLow(r6, r7);
+        var t7 = Avx512F.UnpackHigh(r6, r7);
+        var t8 = Avx512F.UnpackLow(r8, r9);
+        var t9 = Avx512F.UnpackHigh(r8, r9);
+        var t10 = Avx512F.UnpackLow(r10, r11);
+        var t11 = Avx512F.UnpackHigh(r10, r11);
+        var t12 = Avx512F.UnpackLow(r12, r13);
+        var t13 = Avx512F.UnpackHigh(r12, r13);
+        var t14 = Avx512F.UnpackLow(r14, r15);
+        var t15 = Avx512F.UnpackHigh(r14, r15);
+        r0 = Avx512F.UnpackLow(t0.AsDouble(), t2.AsDouble()).AsSingle();
+        r1 = Avx512F.UnpackHigh(t0.AsDouble(), t2.AsDouble()).AsSingle();
+        r2 = Avx512F.UnpackLow(t1.AsDouble(), t3.AsDouble()).AsSingle();
+        r3 = Avx512F.UnpackHigh(t1.AsDouble(), t3.AsDouble()).AsSingle();
+        r4 = Avx512F.UnpackLow(t4.AsDouble(), t6.AsDouble()).AsSingle();
+        r5 = Avx512F.UnpackHigh(t4.AsDouble(), t6.AsDouble()).AsSingle();
+        r6 = Avx512F.UnpackLow(t5.AsDouble(), t7.AsDouble()).AsSingle();
+        r7 = Avx512F.UnpackHigh(t5.AsDouble(), t7.AsDouble()).AsSingle();
+        r8 = Avx512F.UnpackLow(t8.AsDouble(), t10.AsDouble()).AsSingle();
+        r9 = Avx512F.UnpackHigh(t8.AsDouble(), t10.AsDouble()).AsSingle();
+        r10 = Avx512F.UnpackLow(t9.AsDouble(), t11.AsDouble()).AsSingle();
+        r11 = Avx512F.UnpackHigh(t9.AsDouble(), t11.AsDouble()).AsSingle();
+        r12 = Avx512F.UnpackLow(t12.AsDouble(), t14.AsDouble()).AsSingle();
+        r13 = Avx512F.UnpackHigh(t12.AsDouble(), t14.AsDouble()).AsSingle();
+        r14 = Avx512F.UnpackLow(t13.AsDouble(), t15.AsDouble()).AsSingle();
+        r15 = Avx512F.UnpackHigh(t13.AsDouble(), t15.AsDouble()).AsSingle();
+        t0 = Avx512F.Shuffle4x128(r0, r4, 0x88);
+        t4 = Avx512F.Shuffle4x128(r0, r4, 0xDD);
+        t1 = Avx512F.Shuffle4x128(r1, r5, 0x88);
+        t5 = Avx512F.Shuffle4x128(r1, r5, 0xDD);
+        t2 = Avx512F.Shuffle4x128(r2, r6, 0x88);
+        t6 = Avx512F.Shuffle4x128(r2, r6, 0xDD);
+        t3 = Avx512F.Shuffle4x128(r3, r7, 0x88);
+        t7 = Avx512F.Shuffle4x128(r3, r7, 0xDD);
+        t8 = Avx512F.Shuffle4x128(r8, r12, 0x88);
+        t12 = Avx512F.Shuffle4x128(r8, r12, 0xDD);
+        t9 = Avx512F.Shuffle4x128(r9, r13, 0x88);
+        t13 = Avx512F.Shuffle4x128(r9, r13, 0xDD);
+        t10 = Avx512F.Shuffle4x128(r10, r14, 0x88);
+        t14 = Avx512F.Shuffle4x128(r10, r14, 0xDD);
+        t11 = Avx512F.Shuffle4x128(r11, r15, 0x88);
+        t15 = Avx512F.Shuffle4x128(r11, r15, 0xDD);
+        Avx512F.Shuffle4x128(t0, t8, 0x88).Store(dst + 0 * dstStride);
+        Avx512F.Shuffle4x128(t0, t8, 0xDD).Store(dst + 8 * dstStride);
+        Avx512F.Shuffle4x128(t1, t9, 0x88).Store(dst + 1 * dstStride);
+        Avx512F.Shuffle4x128(t1, t9, 0xDD).Store(dst + 9 * dstStride);
+        Avx512F.Shuffle4x128(t2, t10, 0x88).Store(dst + 2 * dstStride);
+        Avx512F.Shuffle4x128(t2, t10, 0xDD).Store(dst + 10 * dstStride);
+        Avx512F.Shuffle4x128(t3, t11, 0x88).Store(dst + 3 * dstStride);
+        Avx512F.Shuffle4x128(t3, t11, 0xDD).Store(dst + 11 * dstStride);
+        Avx512F.Shuffle4x128(t4, t12, 0x88).Store(dst + 4 * dstStride);
+        Avx512F.Shuffle4x128(t4, t12, 0xDD).Store(dst + 12 * dstStride);
+        Avx512F.Shuffle4x128(t5, t13, 0x88).Store(dst + 5 * dstStride);
+        Avx512F.Shuffle4x128(t5, t13, 0xDD).Store(dst + 13 * dstStride);
+        Avx512F.Shuffle4x128(t6, t14, 0x88).Store(dst + 6 * dstStride);
+        Avx512F.Shuffle4x128(t6, t14, 0xDD).Store(dst + 14 * dstStride);
+        Avx512F.Shuffle4x128(t7, t15, 0x88).Store(dst + 7 * dstStride);
+        Avx512F.Shuffle4x128(t7, t15, 0xDD).Store(dst + 15 * dstStride);
     }
 
     /// <summary>hmask and qs from 256 levels in 0..7, as the reference's loops set them.</summary>
