@@ -6,6 +6,7 @@ need() { dpkg -s "$1" >/dev/null 2>&1 || pkgs+=("$1"); }
 # ONNX backend node tests (model.onnx + reference TensorProtos) run through the ONNX Runtime binding.
 need libonnx-testdata
 # (added by the issues that need them: libonnx-testdata, python3-onnx, chromium, ...)
+need python3-onnx          # onnx.checker (full check) validates exported ONNX models in EdgeQuant.Export.Tests
 need libopenblas0-pthread   # the SGEMM/SGEMV peer in `make bench` (cblas_sgemm via libopenblas.so.0)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
