@@ -138,6 +138,28 @@ public sealed class VerifyCommandTests(VerifyCommandFixture fx) : IClassFixture<
     }
 
     [LlamaCppFact(Gguf, Text)]
+    public void A_top_k_reference_gives_a_lower_bound_kld_and_the_exact_ppl_and_agreement()
+    {
+        var topk = Path.Combine(fx.Dir, "ref-top16.eqref");
+        var made = CliRunner.Run("reference", SharedData.Require(Gguf), "--text", SharedData.Require(Text), "-o", topk, "--ctx", "256",
+            "--chunks", "4", "--top-k", "16", "--threads", "1");
+        Assert.True(made.ExitCode == 0, made.ToString());
+        var full = CliRunner.Run("verify", fx.Q4, "--reference", fx.Reference, "-t", "1", "--no-latency", "--json");
+        var approx = CliRunner.Run("verify", fx.Q4, "--reference", topk, "-t", "1", "--no-latency", "--json");
+        Assert.True(full.ExitCode == 0 && approx.ExitCode == 0, full + "\n" + approx);
+        var f = VerificationReportJson.Deserialize(full.StdOut, "full").Accuracy!;
+        var t = VerificationReportJson.Deserialize(approx.StdOut, "top-k").Accuracy!;
+        Assert.Contains("lower bound", t.Approximation);
+        Assert.Null(f.Approximation);
+        Assert.True(t.KldMean <= f.KldMean * 1.001, $"top-16 {t.KldMean} vs full {f.KldMean}");
+        Assert.True(t.KldMean >= f.KldMean * 0.5, $"top-16 {t.KldMean} vs full {f.KldMean}");
+        Assert.Equal(f.PplCand, t.PplCand, 12);
+        // Top-1 from the stored ids (exact) vs from 16-bit codes (ties within 1.2e-4 nats can differ): same figure here.
+        Assert.Equal(f.SameTopP, t.SameTopP, 2);
+        Assert.Equal(f.PplBase, t.PplBase, 2); // base log-probs: exact floats vs 16-bit codes
+    }
+
+    [LlamaCppFact(Gguf, Text)]
     public void The_engine_runs_the_same_gguf_on_the_same_chunks()
     {
         var r = CliRunner.Run("verify", fx.Q4, "--reference", fx.Reference, "--runtime", "engine", "-t", "1", "--no-latency", "--chunks", "1", "--json");
