@@ -177,25 +177,13 @@ public static class GgufExporter
     /// <summary>See <see cref="SourceHashKey"/>.</summary>
     public static string SourceSha256(IEnumerable<ModelTensor> tensors, CancellationToken cancellationToken = default)
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        Span<byte> word = stackalloc byte[8];
+        using var hasher = new SourceHasher();
         foreach (var t in tensors)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            sha.AppendData(Encoding.UTF8.GetBytes(t.Name));
-            sha.AppendData([0]);
-            BitConverter.TryWriteBytes(word[..4], (int)t.Type);
-            sha.AppendData(word[..4]);
-            BitConverter.TryWriteBytes(word, (long)t.Shape.Length);
-            sha.AppendData(word);
-            foreach (var d in t.Shape)
-            {
-                BitConverter.TryWriteBytes(word, d);
-                sha.AppendData(word);
-            }
-            sha.AppendData(t.RawBytes());
+            hasher.Append(t);
         }
-        return Convert.ToHexStringLower(sha.GetHashAndReset());
+        return hasher.Finish();
     }
 
     internal static void CheckShape(Model model, ModelTensor t)
@@ -204,4 +192,31 @@ public static class GgufExporter
             throw new BadInputException(
                 $"{model.Provenance.SourcePath}: tensor '{t.Name}' ({t.SourceName}) has shape [{string.Join(", ", t.Shape)}] but the config implies [{string.Join(", ", expected)}]");
     }
+}
+
+/// <summary>The incremental form of <see cref="GgufExporter.SourceSha256"/>: tensors appended in file order.</summary>
+internal sealed class SourceHasher : IDisposable
+{
+    private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    public void Append(ModelTensor t)
+    {
+        Span<byte> word = stackalloc byte[8];
+        _sha.AppendData(Encoding.UTF8.GetBytes(t.Name));
+        _sha.AppendData([0]);
+        BitConverter.TryWriteBytes(word[..4], (int)t.Type);
+        _sha.AppendData(word[..4]);
+        BitConverter.TryWriteBytes(word, (long)t.Shape.Length);
+        _sha.AppendData(word);
+        foreach (var d in t.Shape)
+        {
+            BitConverter.TryWriteBytes(word, d);
+            _sha.AppendData(word);
+        }
+        _sha.AppendData(t.RawBytes());
+    }
+
+    public string Finish() => Convert.ToHexStringLower(_sha.GetHashAndReset());
+
+    public void Dispose() => _sha.Dispose();
 }

@@ -108,8 +108,10 @@ public static class GgufQuantizer
             jobs.Add((t, type, quantize, p.Note));
         }
 
-        string hash = GgufExporter.SourceSha256(order, cancellationToken);
-        var md = GgufExporter.Metadata(model, options.Name, (uint)options.FileType.LlamaFtype, hash);
+        // The source hash is computed in the same pass as the quantization (each tensor hashed on another core while it
+        // is converted and quantized) and patched into a fixed-width placeholder before the rename: no extra read pass.
+        var placeholder = new string('0', 64);
+        var md = GgufExporter.Metadata(model, options.Name, (uint)options.FileType.LlamaFtype, placeholder);
         string? calibration = null;
         if (options.Imatrix is { } im)
         {
@@ -121,29 +123,101 @@ public static class GgufQuantizer
             md.Add(new(ImatrixChunksKey, im.ChunkCount));
         }
 
+        using var hasher = new SourceHasher();
         var written = new List<QuantizedTensor>(jobs.Count);
         var toWrite = jobs.Select(j => GgufTensorToWrite.FromStream(j.Tensor.Name, j.Type, j.Tensor.Shape, s =>
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var hashing = Task.Run(() => hasher.Append(j.Tensor), cancellationToken);
             bool usedImatrix = false;
             ReadOnlyMemory<byte> bytes;
-            // Plain targets (a fallback to F16, an F32 override) round as ggml_quantize_chunk does: nearest even.
-            if (!j.Quantize || IsPlain(j.Type)) bytes = ExportTypes.Convert(j.Tensor, j.Type, options.AllowNonFinite, source);
-            else
+            try
             {
-                var importance = ImportanceOf(options.Imatrix, j.Tensor, source);
-                usedImatrix = importance is not null;
-                bytes = QuantizeTensor(j.Tensor, j.Type, importance, options, source);
+                // Plain targets (a fallback to F16, an F32 override) round as ggml_quantize_chunk does: nearest even.
+                if (!j.Quantize || IsPlain(j.Type)) bytes = ExportTypes.Convert(j.Tensor, j.Type, options.AllowNonFinite, source);
+                else
+                {
+                    var importance = ImportanceOf(options.Imatrix, j.Tensor, source);
+                    usedImatrix = importance is not null;
+                    bytes = QuantizeTensor(j.Tensor, j.Type, importance, options, source);
+                }
+            }
+            finally
+            {
+                hashing.Wait(CancellationToken.None);
             }
             s.Write(bytes.Span);
             var q = new QuantizedTensor(j.Tensor.Name, j.Tensor.Shape, j.Tensor.Type, j.Type, j.Tensor.ByteLength, bytes.Length, usedImatrix, j.Note);
             written.Add(q);
             options.TensorWritten?.Invoke(written.Count, jobs.Count, q);
         }));
-        GgufWriter.Write(outputPath, md, toWrite);
+
+        string full = Path.GetFullPath(outputPath);
+        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        string hash;
+        try
+        {
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                GgufWriter.Write(fs, outputPath, md, toWrite);
+                fs.Flush(flushToDisk: false);
+            }
+            hash = hasher.Finish();
+            long at = HashValueOffset(temp);
+            using (var fs = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+            {
+                fs.Position = at;
+                var check = new byte[placeholder.Length];
+                fs.ReadExactly(check);
+                if (!check.AsSpan().SequenceEqual(System.Text.Encoding.ASCII.GetBytes(placeholder)))
+                    throw new InternalFailureException($"{temp}: the source hash placeholder is not where the metadata says");
+                fs.Position = at;
+                fs.Write(System.Text.Encoding.ASCII.GetBytes(hash));
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
 
         return new GgufQuantizeResult(Path.GetFullPath(outputPath), options.FileType, new FileInfo(outputPath).Length,
             written.Sum(w => w.SourceBytes), written.Sum(w => w.Bytes), written, plan.Fallbacks, hash, calibration, clock.Elapsed);
+    }
+
+    /// <summary>Byte offset of the source hash string's characters in a just-written file.</summary>
+    private static long HashValueOffset(string path)
+    {
+        using var file = GgufReader.Read(path);
+        var entry = file.FindEntry(GgufExporter.SourceHashKey) ?? throw new InternalFailureException($"{path}: {GgufExporter.SourceHashKey} is missing");
+        // key: u64 length + bytes; value type: u32; string: u64 length + bytes.
+        return entry.Offset + 8 + System.Text.Encoding.UTF8.GetByteCount(entry.Key) + 4 + 8;
+    }
+
+    /// <summary>The tensor as F32, converted on every thread for plain (F16/BF16) sources: big tensors convert in parallel.</summary>
+    private static unsafe float[] ToFloat32(ModelTensor t, int threads)
+    {
+        if (t.Type is not (TensorType.F16 or TensorType.BF16) || t.ElementCount < (1 << 20)) return t.ToFloat32();
+        var dst = new float[t.ElementCount];
+        var raw = t.RawBytes();
+        int parts = Math.Max(1, threads > 0 ? threads : Environment.ProcessorCount);
+        long per = (dst.LongLength + parts - 1) / parts;
+        bool bf16 = t.Type == TensorType.BF16;
+        fixed (byte* src = raw)
+        {
+            nint srcPtr = (nint)src;
+            Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
+            {
+                long begin = p * per, end = Math.Min(dst.LongLength, begin + per);
+                if (begin >= end) return;
+                var from = new ReadOnlySpan<byte>((byte*)srcPtr + begin * 2, checked((int)((end - begin) * 2)));
+                var to = dst.AsSpan((int)begin, (int)(end - begin));
+                if (bf16) HalfConversions.BF16ToF32(from, to);
+                else HalfConversions.F16ToF32(from, to);
+            });
+        }
+        return dst;
     }
 
     private static bool IsPlain(TensorType t) => t is TensorType.F32 or TensorType.F16 or TensorType.BF16;
@@ -164,7 +238,7 @@ public static class GgufQuantizer
 
     private static byte[] QuantizeTensor(ModelTensor t, TensorType type, float[]? importance, GgufQuantizeOptions options, string source)
     {
-        var floats = t.ToFloat32();
+        var floats = ToFloat32(t, options.Threads);
         if (!options.AllowNonFinite)
             for (int i = 0; i < floats.Length; i++)
                 if (!float.IsFinite(floats[i]))

@@ -34,15 +34,23 @@ public sealed class QuantizeCommandTests : IDisposable
         var lib = _dir.File("lib.gguf");
         var r = CliRunner.Run("quantize", fx.GgufPath!, "-o", cli, "--type", "q4_k_m", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
+        string expectedHash;
         using (var m = ModelLoader.Load(fx.GgufPath!))
+        {
             GgufQuantizer.Quantize(m, lib, new GgufQuantizeOptions { FileType = QuantFileTypes.Parse("Q4_K_M") });
+            // The hash computed during the pass equals a separate pass over the source tensors in the file's order.
+            var order = QuantizationPolicy.LlamaQuantizeOrder(m.Tensors.Select(t => t.Name).ToList()).Select(i => m.Tensors[i]);
+            expectedHash = GgufExporter.SourceSha256(order);
+        }
         Assert.Equal(File.ReadAllBytes(lib), File.ReadAllBytes(cli));
 
         using var doc = JsonDocument.Parse(r.StdOut);
         var root = doc.RootElement;
         Assert.Equal("Q4_K_M", root.GetProperty("type").GetString());
         Assert.Equal(new FileInfo(cli).Length, root.GetProperty("file_bytes").GetInt64());
+        Assert.Equal(expectedHash, root.GetProperty("source_sha256").GetString());
         using var gguf = GgufReader.Read(cli);
+        Assert.Equal(expectedHash, gguf.Find(GgufExporter.SourceHashKey)?.AsString());
         var reported = root.GetProperty("tensors").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!, t => t.GetProperty("type").GetString());
         Assert.Equal(gguf.Tensors.Count, reported.Count);
         foreach (var t in gguf.Tensors) Assert.Equal(TensorTypes.Get(t.Type).Name, reported[t.Name]);
