@@ -34,7 +34,10 @@ demo: build runtimes
 	$(CLI) inspect $(DEMO_DIR)/fixture-llama/hf
 	$(CLI) imatrix $(DEMO_DIR)/fixture-llama/hf --text pipelines/demo/calibration.txt --ctx 128 -o $(DEMO_DIR)/fixture-llama.imatrix
 	$(CLI) quantize $(DEMO_DIR)/fixture-llama/hf --type Q4_K_M --imatrix $(DEMO_DIR)/fixture-llama.imatrix -o $(DEMO_DIR)/fixture-llama-Q4_K_M.gguf
-	$(CLI) inspect $(DEMO_DIR)/fixture-llama-Q4_K_M.gguf
+	$(CLI) reference $(DEMO_DIR)/fixture-llama/gguf/model.gguf --text pipelines/demo/eval.txt --ctx 128 -o $(DEMO_DIR)/fixture-llama.eqref
+	$(CLI) verify $(DEMO_DIR)/fixture-llama-Q4_K_M.gguf --reference $(DEMO_DIR)/fixture-llama.eqref --threads 1 --report $(DEMO_DIR)/report
+	cat $(DEMO_DIR)/report/report.md
+	@echo "HTML report: $(DEMO_DIR)/report/report.html"
 
 # OpenBLAS (from test-deps) is the GEMM peer; OPENBLAS_CORETYPE is removed because this environment pins it to
 # Haswell, which halves OpenBLAS on AVX-512 machines (the bench also warns if it still sees it). BENCH=filter.
