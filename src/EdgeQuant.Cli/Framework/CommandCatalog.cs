@@ -5,6 +5,7 @@ using EdgeQuant.Cli.Commands.Export;
 using EdgeQuant.Cli.Commands.Generate;
 using EdgeQuant.Cli.Commands.Imatrix;
 using EdgeQuant.Cli.Commands.Inspect;
+using EdgeQuant.Cli.Commands.Prune;
 using EdgeQuant.Cli.Commands.Quantize;
 using EdgeQuant.Cli.Commands.Reference;
 using EdgeQuant.Cli.Commands.Runtimes;
@@ -28,6 +29,7 @@ public static class CommandCatalog
         context => new ExportCommandDefinition(context),
         context => new ImatrixCommandDefinition(context),
         context => new QuantizeCommandDefinition(context),
+        context => new PruneCommandDefinition(context),
         context => new ReferenceCommandDefinition(context),
         context => new VerifyCommandDefinition(context),
         context => new CompareCommandDefinition(context),

@@ -1,0 +1,138 @@
+using System.CommandLine;
+using EdgeQuant.Cli.Framework;
+
+namespace EdgeQuant.Cli.Commands.Prune;
+
+/// <summary>
+/// <c>edgequant prune MODEL -o OUT --method magnitude|wanda|sparsegpt --sparsity 0.5 [--pattern 2:4] [--calib FILES]
+/// [--calib-samples N] [--calib-seq-len N] [--exclude RE] [--global] [--format gguf|hf] [--threads N] [--force] [--json]</c>.
+/// </summary>
+public sealed class PruneCommandDefinition : Command
+{
+    public Argument<string> Model { get; } = new("MODEL")
+    {
+        Description = "The model to prune: a Hugging Face folder, a GGUF file or a llama2.c .bin.",
+    };
+
+    public Option<string> Output { get; } = new("--output", "-o")
+    {
+        Description = "Where to write the pruned model (a .gguf file, or a folder with --format hf).",
+        Required = true,
+        HelpName = "OUT",
+    };
+
+    public Option<string> Method { get; } = new("--method", "-m")
+    {
+        Description = "magnitude (|W|), wanda (|W|·‖X_j‖, per output row) or sparsegpt (Hessian-based with weight updates); wanda and sparsegpt need --calib.",
+        DefaultValueFactory = _ => "magnitude",
+        HelpName = "magnitude|wanda|sparsegpt",
+    };
+
+    public Option<double?> Sparsity { get; } = new("--sparsity", "-s")
+    {
+        Description = "Fraction of each pruned tensor's weights set to zero, in [0, 1) (default 0.5; with --pattern it must equal (M-N)/M if given).",
+        HelpName = "S",
+    };
+
+    public Option<string?> Pattern { get; } = new("--pattern")
+    {
+        Description = "Semi-structured N:M sparsity instead: N of every M consecutive inputs kept (2:4, 4:8); M must divide every pruned row.",
+        HelpName = "N:M",
+    };
+
+    public Option<string[]> Calib { get; } = new("--calib")
+    {
+        Description = "UTF-8 calibration text file(s), tokenized with the model's tokenizer and cut into sequences.",
+        HelpName = "FILES",
+        AllowMultipleArgumentsPerToken = true,
+    };
+
+    public Option<int> CalibSamples { get; } = new("--calib-samples")
+    {
+        Description = "At most this many calibration sequences.",
+        DefaultValueFactory = _ => 128,
+        HelpName = "N",
+    };
+
+    public Option<int?> CalibSeqLen { get; } = new("--calib-seq-len")
+    {
+        Description = "Tokens per calibration sequence (default: 512, or the model's context length when shorter).",
+        HelpName = "N",
+    };
+
+    public Option<string?> Exclude { get; } = new("--exclude")
+    {
+        Description = "Leave tensors whose name matches this regular expression dense (only attn_*/ffn_* block weights are ever pruned).",
+        HelpName = "RE",
+    };
+
+    public Option<bool> Global { get; } = new("--global")
+    {
+        Description = "magnitude: one threshold across all pruned tensors instead of the same sparsity in each.",
+    };
+
+    public Option<string> Format { get; } = new("--format")
+    {
+        Description = "gguf (one file) or hf (a safetensors folder).",
+        DefaultValueFactory = _ => "gguf",
+        HelpName = "gguf|hf",
+    };
+
+    public Option<int?> Threads { get; } = new("--threads", "-t")
+    {
+        Description = "Worker threads (default: every core).",
+        HelpName = "N",
+    };
+
+    public Option<bool> Force { get; } = new("--force")
+    {
+        Description = "Replace OUT if it exists.",
+    };
+
+    public Option<string?> Tokenizer { get; } = new("--tokenizer")
+    {
+        Description = "llama2.c checkpoints: the tokenizer.bin (default: tok*.bin or tokenizer.bin beside the checkpoint).",
+        HelpName = "FILE",
+    };
+
+    public Option<bool> Json { get; } = CommonOptions.Json();
+
+    public PruneCommandDefinition(CliContext context)
+        : base("prune", "Prune a model's linear weights (magnitude, Wanda, SparseGPT; unstructured or N:M) and write it as GGUF or HF.")
+    {
+        Add(Model);
+        Add(Output);
+        Add(Method);
+        Add(Sparsity);
+        Add(Pattern);
+        Add(Calib);
+        Add(CalibSamples);
+        Add(CalibSeqLen);
+        Add(Exclude);
+        Add(Global);
+        Add(Format);
+        Add(Threads);
+        Add(Force);
+        Add(Tokenizer);
+        Add(Json);
+        this.SetCommand(parseResult => new PruneCommand(context, new PruneCommandOptions(
+            ModelPath: parseResult.GetRequiredValue(Model),
+            OutputPath: parseResult.GetRequiredValue(Output),
+            Method: parseResult.GetValue(Method) ?? "magnitude",
+            Sparsity: parseResult.GetValue(Sparsity),
+            Pattern: parseResult.GetValue(Pattern),
+            Calib: parseResult.GetValue(Calib) ?? [],
+            CalibSamples: parseResult.GetValue(CalibSamples),
+            CalibSeqLen: parseResult.GetValue(CalibSeqLen),
+            Exclude: parseResult.GetValue(Exclude),
+            Global: parseResult.GetValue(Global),
+            Format: parseResult.GetValue(Format) ?? "gguf",
+            Threads: parseResult.GetValue(Threads),
+            Force: parseResult.GetValue(Force),
+            TokenizerPath: parseResult.GetValue(Tokenizer),
+            Json: parseResult.GetValue(Json))));
+    }
+}
+
+public sealed record PruneCommandOptions(string ModelPath, string OutputPath, string Method, double? Sparsity, string? Pattern, string[] Calib,
+    int CalibSamples, int? CalibSeqLen, string? Exclude, bool Global, string Format, int? Threads, bool Force, string? TokenizerPath, bool Json);
