@@ -113,7 +113,7 @@ public sealed class ExportCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--format", "onnx", "--format")]
+    [InlineData("--format", "tflite", "--format")]
     [InlineData("--outtype", "q4_0", "--outtype")]
     public void Bad_option_values_are_exit_2(string option, string value, string named)
     {

@@ -3,6 +3,7 @@ using EdgeQuant.Cli.Framework.Progress;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Core.Tensors;
 using EdgeQuant.Export;
+using EdgeQuant.Export.Onnx;
 
 namespace EdgeQuant.Cli.Commands.Export;
 
@@ -15,8 +16,14 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
         string format = options.Format.ToLowerInvariant();
-        if (format is not ("gguf" or "hf"))
-            throw new BadInputException($"--format: '{options.Format}' is not one of gguf, hf");
+        if (format is not ("gguf" or "hf" or "onnx"))
+            throw new BadInputException($"--format: '{options.Format}' is not one of gguf, hf, onnx");
+        if (format == "onnx" && options.OutType is not null)
+            throw new BadInputException("--outtype applies to gguf and hf; ONNX export takes --dtype");
+        if (format != "onnx" && options.Dtype is not null)
+            throw new BadInputException("--dtype applies to --format onnx; gguf and hf take --outtype");
+        if (format == "onnx" && options.Dtype is not null && !options.Dtype.Equals("fp32", StringComparison.OrdinalIgnoreCase))
+            throw new BadInputException($"--dtype: '{options.Dtype}' is not supported yet (fp32)");
         TensorType? outType = options.OutType is null ? null : ExportTypes.Parse(options.OutType);
         // Checked before loading, so a refused output costs nothing; the exporters check again.
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
@@ -28,6 +35,12 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
             loading.Increment(1);
             var writing = progress.AddTask($"writing {format}", 1);
             Action<int, int> step = (_, total) => writing.Increment(1.0 / total);
+            if (format == "onnx")
+            {
+                var o = OnnxExporter.Export(model, options.OutputPath,
+                    new OnnxExportOptions { Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step }, ct);
+                return new ExportReport("onnx", o.Folder, options.ModelPath, o.WeightCount, o.WeightBytes, null, "F32");
+            }
             if (format == "gguf")
             {
                 var r = GgufExporter.Export(model, options.OutputPath,

@@ -3,7 +3,7 @@ using EdgeQuant.Cli.Framework;
 
 namespace EdgeQuant.Cli.Commands.Export;
 
-/// <summary><c>edgequant export MODEL --format gguf|hf -o OUT [--outtype f32|f16|bf16] [--force] [--allow-nonfinite] [--tokenizer FILE] [--json]</c>.</summary>
+/// <summary><c>edgequant export MODEL --format gguf|hf|onnx -o OUT [--outtype f32|f16|bf16] [--dtype fp32] [--force] [--allow-nonfinite] [--tokenizer FILE] [--json]</c>.</summary>
 public sealed class ExportCommandDefinition : Command
 {
     public Argument<string> Model { get; } = new("MODEL")
@@ -13,8 +13,8 @@ public sealed class ExportCommandDefinition : Command
 
     public Option<string> Format { get; } = new("--format", "-f")
     {
-        Description = "Output format: gguf (one file, llama.cpp's names and keys) or hf (a folder: model.safetensors, config.json, tokenizer.json).",
-        HelpName = "gguf|hf",
+        Description = "Output format: gguf (one file, llama.cpp's names and keys), hf (a folder: model.safetensors, config.json, tokenizer.json) or onnx (a folder: model.onnx with a KV cache, tokenizer.json, genai_config.json).",
+        HelpName = "gguf|hf|onnx",
         Required = true,
     };
 
@@ -29,6 +29,12 @@ public sealed class ExportCommandDefinition : Command
     {
         Description = "Store weights as f32, f16 or bf16 (GGUF keeps 1-D tensors f32, as llama.cpp does). Default: each tensor's source type, f32 for quantized sources.",
         HelpName = "f32|f16|bf16",
+    };
+
+    public Option<string?> Dtype { get; } = new("--dtype")
+    {
+        Description = "ONNX only: the graph's float type (fp32).",
+        HelpName = "fp32",
     };
 
     public Option<bool> Force { get; } = new("--force")
@@ -50,12 +56,13 @@ public sealed class ExportCommandDefinition : Command
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public ExportCommandDefinition(CliContext context)
-        : base("export", "Convert a model to GGUF or to a Hugging Face folder (F32, F16 or BF16).")
+        : base("export", "Convert a model to GGUF, a Hugging Face folder (F32, F16 or BF16) or an ONNX folder (FP32, KV cache).")
     {
         Add(Model);
         Add(Format);
         Add(Output);
         Add(OutType);
+        Add(Dtype);
         Add(Force);
         Add(AllowNonFinite);
         Add(Tokenizer);
@@ -65,6 +72,7 @@ public sealed class ExportCommandDefinition : Command
             Format: parseResult.GetRequiredValue(Format),
             OutputPath: parseResult.GetRequiredValue(Output),
             OutType: parseResult.GetValue(OutType),
+            Dtype: parseResult.GetValue(Dtype),
             Force: parseResult.GetValue(Force),
             AllowNonFinite: parseResult.GetValue(AllowNonFinite),
             TokenizerPath: parseResult.GetValue(Tokenizer),
@@ -72,4 +80,4 @@ public sealed class ExportCommandDefinition : Command
     }
 }
 
-public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, bool Force, bool AllowNonFinite, string? TokenizerPath, bool Json);
+public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, string? Dtype, bool Force, bool AllowNonFinite, string? TokenizerPath, bool Json);
