@@ -53,6 +53,28 @@ internal static class OnnxChecker
 {
     private const string Python = "/usr/bin/python3";
 
+    /// <summary>True when Debian's python3-onnx can be imported.</summary>
+    public static bool Available { get; } = Probe();
+
+    private static bool Probe()
+    {
+        try
+        {
+            var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            psi.ArgumentList.Add("-c");
+            psi.ArgumentList.Add("import onnx.checker");
+            using var p = Process.Start(psi)!;
+            p.StandardOutput.ReadToEnd();
+            p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return p.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false;
+        }
+    }
+
     public static void Check(string modelPath)
     {
         var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
