@@ -45,7 +45,10 @@ public sealed class VerifyCommandFixture : IDisposable
     private string Quantize(LlamaFileType type, string name)
     {
         var path = _dir.File(name);
-        LlamaQuantizer.Quantize(SharedData.Require(Gguf), path, type, threads: 1);
+        // Made by `edgequant quantize` itself (its bytes equal llama_model_quantize's: QuantizeParityTests).
+        var typeName = EdgeQuant.Compression.GgufQuant.QuantFileTypes.FromLlamaFtype((int)type)?.Name ?? throw new ArgumentException(type.ToString());
+        var r = CliRunner.Run("quantize", SharedData.Require(Gguf), "-o", path, "--type", typeName, "--threads", "1");
+        if (r.ExitCode != 0) throw new InvalidOperationException(r.ToString());
         return path;
     }
 

@@ -51,7 +51,10 @@ public sealed class StoriesDriftFixture : IDisposable
         return ReferenceFile.Open(path);
     }
 
-    /// <summary>The candidate GGUF quantized by llama.cpp (llama_model_quantize, its default tensor policy).</summary>
+    /// <summary>
+    /// The candidate GGUF as `edgequant quantize` writes it (GgufQuantizer; its bytes equal llama_model_quantize's, which
+    /// tests/EdgeQuant.Export.Tests/QuantizeParityTests.cs asserts).
+    /// </summary>
     public string Candidate(LlamaFileType type)
     {
         lock (_candidates)
@@ -60,7 +63,13 @@ public sealed class StoriesDriftFixture : IDisposable
             if (!_candidates.TryGetValue(key, out var path))
             {
                 path = Path.Combine(Dir, $"stories260K-{key}.gguf");
-                LlamaQuantizer.Quantize(SharedData.Require(Model), path, type, threads: 1);
+                using (var source = EdgeQuant.Models.ModelLoader.Load(SharedData.Require(Model)))
+                    EdgeQuant.Export.GgufQuantizer.Quantize(source, path, new EdgeQuant.Export.GgufQuantizeOptions
+                    {
+                        FileType = EdgeQuant.Compression.GgufQuant.QuantFileTypes.FromLlamaFtype((int)type)
+                            ?? throw new ArgumentException($"{type} is not a type edgequant quantize writes"),
+                        Threads = 1,
+                    });
                 _candidates[key] = path;
             }
             return path;
