@@ -2,12 +2,14 @@ using System.Globalization;
 using System.Text;
 using EdgeQuant.Compression.Imatrix;
 using EdgeQuant.Compression.Pruning;
+using EdgeQuant.Compression.Tests.GgufQuant;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Export;
 using EdgeQuant.Models;
 using EdgeQuant.Models.Engine;
 using EdgeQuant.Models.Tokenizers;
 using EdgeQuant.Runtimes.Evaluation;
+using EdgeQuant.Runtimes.LlamaCpp;
 using EdgeQuant.Testing;
 using Xunit.Abstractions;
 
@@ -164,6 +166,44 @@ public class ModelPruningTests(ITestOutputHelper output)
         foreach (var t in model.Tensors)
             Assert.Equal(r.Model.Get(t.Name).ToFloat32(), back.Get(t.Name).ToFloat32());
         Assert.Equal(Ppl(r.Model, Tokens(model)[..(SeqLen * 4)]), Ppl(back, Tokens(model)[..(SeqLen * 4)]));
+    }
+
+    /// <summary>The pruned GGUF runs in the real llama.cpp and gives the engine's logits (all positions of two chunks).</summary>
+    [LlamaCppFact(Stories, Text)]
+    public void Pruned_gguf_runs_in_llama_cpp_with_the_engines_logits()
+    {
+        using var model = ModelLoader.Load(SharedData.Require(Stories));
+        var tokens = Tokens(model);
+        var r = ModelPruner.Prune(model, tokens[..(SeqLen * 8)], new PruneOptions
+        {
+            Method = PruneMethod.SparseGpt, Pattern = new NmPattern(2, 4),
+            Calibration = new CalibrationOptions { SequenceLength = SeqLen, Samples = 8, Threads = 2 },
+        });
+        using var temp = new TempDir("eq-prune-llama");
+        GgufExporter.Export(r.Model, temp.File("p.gguf"));
+        var engine = ReferenceEngine.Load(r.Model, new EngineOptions { Threads = 2 });
+        var session = engine.CreateSession(SeqLen);
+        using var llama = LlamaCppRunner.Open(temp.File("p.gguf"), LlamaContextOptions.FullPrecision(SeqLen, threads: 1));
+        var positions = Enumerable.Range(0, SeqLen).ToArray();
+        for (int c = 0; c < 2; c++)
+        {
+            var chunk = tokens.AsSpan((20 + c) * SeqLen, SeqLen).ToArray();
+            chunk[0] = 1;
+            session.Reset();
+            var ours = session.DecodeAll(chunk);
+            var theirs = new float[ours.Length];
+            llama.Reset();
+            llama.Evaluate(chunk, 0, positions, theirs);
+            double diff = 0, norm = 0;
+            for (int i = 0; i < ours.Length; i++)
+            {
+                diff += Math.Pow(ours[i] - theirs[i], 2);
+                norm += Math.Pow(theirs[i], 2);
+            }
+            double rel = Math.Sqrt(diff / norm);
+            output.WriteLine($"chunk {c}: engine vs llama.cpp on the 2:4 SparseGPT model, rel L2 {rel:E2}");
+            Assert.True(rel <= 1e-4, $"chunk {c}: rel L2 {rel}");
+        }
     }
 
     [SharedDataFact(Stories)]
