@@ -17,7 +17,9 @@ public sealed class EngineLogitsRunner : ILogitsRunner
         ArgumentNullException.ThrowIfNull(engine);
         Engine = engine;
         _session = engine.CreateSession(contextLength);
-        Name = $"edgequant engine (F32, {engine.Options.Threads} threads)";
+        Name = engine.Options.ActivationRounding == ActivationRounding.Ggml
+            ? $"edgequant engine (F32, ggml activation rounding, {engine.Options.Threads} threads)"
+            : $"edgequant engine (F32, {engine.Options.Threads} threads)";
     }
 
     /// <summary>Loads <paramref name="modelPath"/> (any format <see cref="ModelLoader"/> reads) into a new engine.</summary>
@@ -33,15 +35,16 @@ public sealed class EngineLogitsRunner : ILogitsRunner
     /// starts with (null when the vocabulary adds none).
     /// </summary>
     /// <param name="tokenizerPath">llama2.c only: its tokenizer.bin (default: beside the checkpoint).</param>
+    /// <param name="rounding">See <see cref="EngineOptions.ActivationRounding"/>.</param>
     public static (EngineLogitsRunner Runner, int[] Tokens, int? Bos) OpenForText(string modelPath, string text, int contextLength,
-        int threads, string? tokenizerPath = null, CancellationToken cancellationToken = default)
+        int threads, string? tokenizerPath = null, CancellationToken cancellationToken = default, ActivationRounding rounding = ActivationRounding.None)
     {
         using var model = ModelLoader.Load(modelPath, tokenizerPath);
         if (model.Tokenizer is null)
             throw new Core.Errors.BadInputException($"{modelPath}: the model carries no tokenizer, so the text cannot be tokenized");
         var tokenizer = Tokenizers.Tokenizer.FromModel(model);
         var tokens = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
-        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = threads }, cancellationToken);
+        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = threads, ActivationRounding = rounding }, cancellationToken);
         return (new EngineLogitsRunner(engine, contextLength) { CancellationToken = cancellationToken }, tokens,
             tokenizer.AddBos ? tokenizer.BosId : null);
     }

@@ -21,11 +21,27 @@ public sealed record EngineOptions
     /// </summary>
     public GeluMode Gelu { get; init; } = GeluMode.Exact;
 
+    /// <summary>
+    /// What the engine does to a linear layer's input before the product. <see cref="ActivationRounding.None"/> (default):
+    /// nothing, the F32 reference. <see cref="ActivationRounding.Ggml"/>: when the layer's weight is stored quantized,
+    /// F16 or BF16, each input row is rounded to the type ggml's CPU backend converts activations to for that weight
+    /// (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants, F16/BF16) and back to F32, so the dequantized model
+    /// reproduces llama.cpp's figures (see <see cref="EdgeQuant.Core.Quantization.GgmlActivationRounding"/>). F32 weights are untouched.
+    /// </summary>
+    public ActivationRounding ActivationRounding { get; init; } = ActivationRounding.None;
+
     internal void Validate()
     {
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "at least one thread");
         if (MaxBatch < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, "at least one token per batch");
     }
+}
+
+/// <summary>See <see cref="EngineOptions.ActivationRounding"/>.</summary>
+public enum ActivationRounding
+{
+    None,
+    Ggml,
 }
 
 /// <summary>See <see cref="EngineOptions.Gelu"/>.</summary>

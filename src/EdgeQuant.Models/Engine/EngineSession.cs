@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Core.Kernels;
+using EdgeQuant.Core.Quantization;
 
 namespace EdgeQuant.Models.Engine;
 
@@ -250,6 +251,17 @@ public sealed class EngineSession
                 a = copy;
             }
             foreach (var hook in hooks) hook.OnInput(w.Name, a, rows, w.In);
+        }
+        if (w.RoundInputTo is { } t)
+        {
+            // After the hooks (they see the model's own activations), on a private copy unless the hooks made one.
+            if (shared && hooks.Length == 0)
+            {
+                var copy = _hookCopy.AsSpan(0, rows * w.In);
+                a.CopyTo(copy);
+                a = copy;
+            }
+            GgmlActivationRounding.Round(a, t);
         }
         EngineMath.Linear(a, rows, w, output, _engine.Options.Threads, accumulate: residual);
     }

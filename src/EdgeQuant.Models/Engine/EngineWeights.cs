@@ -20,8 +20,14 @@ internal enum RopeStyle
 /// A linear layer y = x·Wᵀ + b. W [Out, In] is packed once into the GEMM's panel layout (the only copy kept), since
 /// every forward pass re-reads it.
 /// </summary>
-internal sealed class LinearWeight(string name, PackedMatrix weight, float[]? bias)
+internal sealed class LinearWeight(string name, PackedMatrix weight, float[]? bias, Core.Tensors.TensorType storedType = Core.Tensors.TensorType.F32)
 {
+    /// <summary>The weight's type in the model file (before expansion to F32): picks EngineOptions.ActivationRounding's target.</summary>
+    public Core.Tensors.TensorType StoredType { get; } = storedType;
+
+    /// <summary>Set at engine load when <see cref="EngineOptions.ActivationRounding"/> applies: the type inputs are rounded to.</summary>
+    public Core.Tensors.TensorType? RoundInputTo { get; set; }
+
     /// <summary>Hook name: the GGUF tensor name without ".weight".</summary>
     public string Name { get; } = name;
     public int Out => Weight.N;
@@ -76,6 +82,17 @@ internal sealed class EngineWeights
     public required NormWeight OutputNorm { get; init; }
     public required LinearWeight Output { get; init; }
 
+    /// <summary>Every linear layer, in execution order.</summary>
+    public IEnumerable<LinearWeight> Linears()
+    {
+        foreach (var b in Blocks)
+        {
+            foreach (var w in new[] { b.Qkv, b.Q, b.K, b.V, b.O, b.Gate, b.Up, b.Down })
+                if (w is not null) yield return w;
+        }
+        yield return Output;
+    }
+
     public int QDim => Config.HeadCount * Config.HeadDim;
     public int KvDim => Config.HeadCountKv * Config.HeadDim;
 
@@ -123,7 +140,8 @@ internal sealed class EngineWeights
         var outputNorm = Norm(model, "output_norm", d, gpt2);
         var outTensor = c.TiedEmbeddings ? null : model.Find("output.weight");
         var output = outTensor is null
-            ? new LinearWeight("output", PackedMatrix.FromWeights(tokenEmbd, c.VocabSize, d, threads), OptionalBias(model, "output", c.VocabSize))
+            ? new LinearWeight("output", PackedMatrix.FromWeights(tokenEmbd, c.VocabSize, d, threads), OptionalBias(model, "output", c.VocabSize),
+                model.Get("token_embd.weight").Type)
             : Linear(model, threads, "output", c.VocabSize, d);
 
         return new EngineWeights
@@ -172,7 +190,7 @@ internal sealed class EngineWeights
 
     private static LinearWeight Linear(Model model, int threads, string layer, int outFeatures, int inFeatures) =>
         new(layer, PackedMatrix.FromWeights(Read(model, layer + ".weight", [outFeatures, inFeatures]), outFeatures, inFeatures, threads),
-            OptionalBias(model, layer, outFeatures));
+            OptionalBias(model, layer, outFeatures), model.Get(layer + ".weight").Type);
 
     private static float[]? OptionalBias(Model model, string layer, int length) =>
         model.Find(layer + ".bias") is null ? null : Read(model, layer + ".bias", [length]);

@@ -31,6 +31,12 @@ public sealed class ReferenceEngine
         }
         names.Add(weights.Output.Name);
         LinearLayers = names;
+        foreach (var w in weights.Linears())
+        {
+            w.RoundInputTo = options.ActivationRounding == ActivationRounding.Ggml
+                && Core.Quantization.GgmlActivationRounding.VecDotType(w.StoredType) is { } t
+                && w.In % Core.Quantization.GgmlActivationRounding.BlockSize(t) == 0 ? t : null;
+        }
     }
 
     internal EngineWeights Weights { get; }

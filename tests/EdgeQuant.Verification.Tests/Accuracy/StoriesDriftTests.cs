@@ -194,51 +194,35 @@ public class StoriesDriftTests(StoriesDriftFixture fx, ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The explanation above, checked: a linear-input hook gives the engine llama.cpp's activation rounding (inputs of
-    /// Q8_0 weights quantized to Q8_0 blocks of 32 with an F16 scale, inputs of F16 weights rounded to F16, as ggml's
-    /// vec_dot types do), and the engine's Q8_0 KLD then matches llama.cpp's within the 2 %.
+    /// The explanation above, as the product does it: <see cref="ActivationRounding.Ggml"/> rounds the inputs of Q8_0
+    /// weights to Q8_0 blocks of 32 with an F16 scale and those of F16 weights to F16, as ggml's vec_dot types do, and the
+    /// engine's Q8_0 PPL, KLD and top-1 then match llama.cpp's within the 2 %.
     /// </summary>
     [LlamaCppFact(StoriesDriftFixture.Model, StoriesDriftFixture.Text)]
-    public void Q8_0_in_the_engine_with_llama_cpp_activation_rounding_matches_llama_cpp_within_2_percent()
-    {
-        var candidate = fx.Candidate(LlamaFileType.MostlyQ8_0);
-        using var model = EdgeQuant.Models.ModelLoader.Load(candidate);
-        var types = model.Tensors.ToDictionary(t => t.Name, t => t.Type);
-        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = 1 });
-        using var hook = engine.AddHook(new GgmlActivationRounding(types));
-        using var runner = new EngineLogitsRunner(engine, StoriesDriftFixture.Ctx);
-        var report = DriftEvaluator.Evaluate(runner, fx.Reference);
-        Compare("engine MostlyQ8_0 + activation rounding", report, Expected(candidate), EngineTolerance);
-    }
-
-    /// <summary>ggml CPU's conversion of the activations before a quantized or F16 matrix product, written out here.</summary>
-    private sealed class GgmlActivationRounding(Dictionary<string, EdgeQuant.Core.Tensors.TensorType> types) : ILinearInputHook
-    {
-        public void OnInput(string layer, Span<float> input, int rows, int cols)
-        {
-            if (!types.TryGetValue(layer + ".weight", out var type)) return;
-            if (type == EdgeQuant.Core.Tensors.TensorType.F16)
-            {
-                for (int i = 0; i < input.Length; i++) input[i] = (float)(Half)input[i];
-            }
-            else if (type == EdgeQuant.Core.Tensors.TensorType.Q8_0)
-            {
-                for (int b = 0; b < input.Length; b += 32)
-                {
-                    var block = input.Slice(b, Math.Min(32, input.Length - b));
-                    float amax = 0;
-                    foreach (var x in block) amax = Math.Max(amax, Math.Abs(x));
-                    float d = amax / 127f;
-                    float id = d != 0 ? 1f / d : 0f;
-                    float dh = (float)(Half)d; // the block scale is stored as F16
-                    for (int i = 0; i < block.Length; i++) block[i] = MathF.Round(block[i] * id, MidpointRounding.ToEven) * dh;
-                }
-            }
-        }
-    }
+    public void Q8_0_in_the_engine_with_ggml_activation_rounding_matches_llama_cpp_within_2_percent() =>
+        Engine(LlamaFileType.MostlyQ8_0, ActivationRounding.Ggml);
 
     [LlamaCppFact(StoriesDriftFixture.Model, StoriesDriftFixture.Text)]
-    public void Q4_0_in_the_engine_matches_llama_cpp_within_2_percent() => Engine(LlamaFileType.MostlyQ4_0);
+    public void Q4_0_in_the_engine_matches_llama_cpp_within_2_percent() => Engine(LlamaFileType.MostlyQ4_0, ActivationRounding.None);
+
+    [LlamaCppFact(StoriesDriftFixture.Model, StoriesDriftFixture.Text)]
+    public void Q4_0_in_the_engine_with_ggml_activation_rounding_matches_llama_cpp_within_2_percent() =>
+        Engine(LlamaFileType.MostlyQ4_0, ActivationRounding.Ggml);
+
+    /// <summary>
+    /// What `verify/eval --runtime engine` open for a GGUF: <see cref="EngineLogitsRunner.OpenForText"/> with the rounding
+    /// on names it, and on the F32 reference model it changes nothing (no layer is stored quantized).
+    /// </summary>
+    [LlamaCppFact(StoriesDriftFixture.Model, StoriesDriftFixture.Text)]
+    public void Ggml_activation_rounding_leaves_the_f32_model_bit_identical()
+    {
+        var model = SharedData.Require(StoriesDriftFixture.Model);
+        using var plain = EngineLogitsRunner.Open(model, StoriesDriftFixture.Ctx, new EngineOptions { Threads = 1 });
+        using var rounded = EngineLogitsRunner.Open(model, StoriesDriftFixture.Ctx,
+            new EngineOptions { Threads = 1, ActivationRounding = ActivationRounding.Ggml });
+        Assert.Contains("ggml activation rounding", rounded.Name);
+        Assert.Equal(StoriesDriftFixture.Collect(plain, fx.Reference)[..64], StoriesDriftFixture.Collect(rounded, fx.Reference)[..64]);
+    }
 
     private void LlamaCpp(LlamaFileType type)
     {
@@ -250,12 +234,13 @@ public class StoriesDriftTests(StoriesDriftFixture fx, ITestOutputHelper output)
         Assert.Equal(StoriesDriftFixture.Chunks, report.ChunkKld.Count);
     }
 
-    private void Engine(LlamaFileType type)
+    private void Engine(LlamaFileType type, ActivationRounding rounding)
     {
         var candidate = fx.Candidate(type);
-        using var runner = EngineLogitsRunner.Open(candidate, StoriesDriftFixture.Ctx, new EngineOptions { Threads = 1 });
+        using var runner = EngineLogitsRunner.Open(candidate, StoriesDriftFixture.Ctx,
+            new EngineOptions { Threads = 1, ActivationRounding = rounding });
         var report = DriftEvaluator.Evaluate(runner, fx.Reference);
-        Compare($"engine {type}", report, Expected(candidate), EngineTolerance);
+        Compare($"engine {type} (activation rounding {rounding})", report, Expected(candidate), EngineTolerance);
     }
 
     [LlamaCppFact(StoriesDriftFixture.Model, StoriesDriftFixture.Text)]
