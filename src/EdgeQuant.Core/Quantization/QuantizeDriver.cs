@@ -219,72 +219,8 @@ internal static partial class QuantMath
     /// ggml's make_qkx3_quants with weights and use_mad = false: scale and (negated) min of an affine 0..nmax grid,
     /// searched over nstep+1 candidate inverse scales by weighted least squares.
     /// </summary>
-    public static unsafe float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux, float rmin, float rdelta, int nstep)
-    {
-        if (!Qkx3Start(n, x, weights, L, out float min, out float max, out float sumW, out float sumX))
-        {
-            theMin = -min;
-            return 0f;
-        }
-        float iscale = nmax / (max - min);
-        float scale = 1 / iscale;
-        float bestMad = 0;
-        for (int i = 0; i < n; ++i)
-        {
-            int l = NearestInt(iscale * (x[i] - min));
-            L[i] = (byte)Math.Max(0, Math.Min(nmax, l));
-            float diff = scale * L[i] + min - x[i];
-            diff = diff * diff;
-            bestMad += weights[i] * diff;
-        }
-        if (nstep < 1)
-        {
-            theMin = -min;
-            return scale;
-        }
-        for (int step = 0; step <= nstep; ++step)
-        {
-            iscale = (rmin + rdelta * step + nmax) / (max - min);
-            float sumL = 0, sumL2 = 0, sumXL = 0;
-            for (int i = 0; i < n; ++i)
-            {
-                int l = NearestInt(iscale * (x[i] - min));
-                l = Math.Max(0, Math.Min(nmax, l));
-                Laux[i] = (byte)l;
-                float w = weights[i];
-                sumL += w * l;
-                sumL2 += w * l * l;
-                sumXL += w * l * x[i];
-            }
-            float D = sumW * sumL2 - sumL * sumL;
-            if (D > 0)
-            {
-                float thisScale = (sumW * sumXL - sumX * sumL) / D;
-                float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
-                if (thisMin > 0)
-                {
-                    thisMin = 0;
-                    thisScale = sumXL / sumL2;
-                }
-                float mad = 0;
-                for (int i = 0; i < n; ++i)
-                {
-                    float diff = thisScale * Laux[i] + thisMin - x[i];
-                    diff = diff * diff;
-                    mad += weights[i] * diff;
-                }
-                if (mad < bestMad)
-                {
-                    for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                    bestMad = mad;
-                    scale = thisScale;
-                    min = thisMin;
-                }
-            }
-        }
-        theMin = -min;
-        return scale;
-    }
+    public static unsafe float MakeQkx3Quants(int n, int nmax, float* x, float* weights, byte* L, out float theMin, byte* Laux, float rmin, float rdelta, int nstep) =>
+        MakeQkx2Quants(n, nmax, x, weights, L, out theMin, Laux, rmin, rdelta, nstep, useMad: false);
 
     /// <summary>
     /// The per-block weights of ggml's quantize_row_*_impl: importance times sqrt(sigma2 + x^2), sigma2 being the
