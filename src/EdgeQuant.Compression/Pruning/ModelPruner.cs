@@ -108,6 +108,7 @@ public static class ModelPruner
             var calib = o.Calibration with { Hessian = o.Method == PruneMethod.SparseGpt };
             samples = PruningCalibration.SampleCount(calibrationTokens.Count, calib);
             var layers = targets.Select(t => LayerOf(t.Name)).ToList();
+            if (calib.Hessian) CheckHessianMemory(model, targets, layers);
             stats = PruningCalibration.Collect(model, calibrationTokens, layers, calib,
                 progress is null ? null : new Relay<CalibrationProgress>(p => progress.Report(new PruneProgress("calibrating", p.Sample, p.Samples))), ct);
         }
@@ -203,6 +204,20 @@ public static class ModelPruner
             }
         }
         return counts;
+    }
+
+    /// <summary>
+    /// One-shot SparseGPT keeps XᵀX (in² doubles) for every distinct layer input at once; refuse up front, with the
+    /// figure, a model whose matrices would not fit in the memory the runtime may use, rather than failing mid-calibration.
+    /// </summary>
+    private static void CheckHessianMemory(Model model, IReadOnlyList<ModelTensor> targets, List<string> layers)
+    {
+        var sources = PruningCalibration.SharedInputs(layers, new HashSet<string>(layers, StringComparer.Ordinal));
+        var columns = targets.ToDictionary(t => LayerOf(t.Name), t => t.Shape[1], StringComparer.Ordinal);
+        long bytes = sources.Values.Distinct().Sum(l => columns[l] * columns[l] * sizeof(double));
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (available > 0 && bytes > available / 2)
+            throw new BadInputException($"{model.Provenance.SourcePath}: SparseGPT's Hessians need {bytes / (1 << 20):N0} MiB at once, more than half of the {available / (1 << 20):N0} MiB available; prune fewer tensors per run (--exclude) or use wanda");
     }
 
     internal static string LayerOf(string tensorName) => tensorName[..^".weight".Length];
