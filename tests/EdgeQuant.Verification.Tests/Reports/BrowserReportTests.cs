@@ -100,7 +100,24 @@ public sealed class BrowserReportTests(RealReportFixture fixture, ITestOutputHel
             output.WriteLine($"#{id}: {paths.Count} paths, series d {sd.Length} chars");
         }
         Assert.Equal(RealReportFixture.Chunks, a.ChunkKld.Count);
-        output.WriteLine($"DOM {dom.Length} chars, {rows.Count} summary rows; chromium {r1.Elapsed.TotalSeconds:F1} s + {r2.Elapsed.TotalSeconds:F1} s; total {total.Elapsed.TotalSeconds:F1} s");
+
+        // Controls for the screenshot checks: the decoder refuses a corrupted file (CRC) and a truncated one, and an
+        // empty page screenshotted the same way is one colour, so the non-blank check above can fail.
+        var corrupt = (byte[])pngBytes.Clone();
+        corrupt[pngBytes.Length / 2] ^= 0x40;
+        Assert.Throws<InvalidDataException>(() => PngImage.Decode(corrupt));
+        Assert.Throws<InvalidDataException>(() => PngImage.Decode(pngBytes[..(pngBytes.Length - 20)]));
+        var blank = tmp.File("blank.html");
+        File.WriteAllText(blank, "<!DOCTYPE html><html><head><title>blank</title></head><body></body></html>");
+        var blankShot = tmp.File("blank.png");
+        var r3 = HeadlessChromium.Run(tmp.Path, new Uri(blank).AbsoluteUri, $"--screenshot={blankShot}", $"--window-size={WindowWidth},{WindowHeight}");
+        Assert.True(r3.ExitCode == 0 && File.Exists(blankShot), $"chromium --screenshot of a blank page exited {r3.ExitCode}: {HeadlessChromium.Tail(r3.Stderr)}");
+        var blankPng = PngImage.Decode(File.ReadAllBytes(blankShot));
+        var blankColours = new HashSet<int>();
+        for (int y = 0; y < blankPng.Height; y++)
+            for (int x = 0; x < blankPng.Width; x++) blankColours.Add(blankPng.Rgb(x, y));
+        Assert.Single(blankColours);
+        output.WriteLine($"DOM {dom.Length} chars, {rows.Count} summary rows; chromium {r1.Elapsed.TotalSeconds:F1} s + {r2.Elapsed.TotalSeconds:F1} s (+ {r3.Elapsed.TotalSeconds:F1} s blank control); total {total.Elapsed.TotalSeconds:F1} s");
         Console.WriteLine($"report screenshot kept at {kept}");
     }
 
