@@ -106,6 +106,42 @@ public static class ExportPaths
             throw new BadInputException($"{outputPath}: already exists (pass --force to replace it)");
     }
 
+    /// <summary>Moves the finished folder into place; an existing output (allowed by --force) is set aside first and removed after.</summary>
+    internal static void ReplaceFolder(string temp, string target, bool overwrite)
+    {
+        string? old = null;
+        if (File.Exists(target) || Directory.Exists(target))
+        {
+            if (!overwrite) throw new BadInputException($"{target}: already exists (pass --force to replace it)");
+            old = temp + ".old";
+            if (File.Exists(target)) File.Move(target, old);
+            else Directory.Move(target, old);
+        }
+        try
+        {
+            Directory.Move(temp, target);
+        }
+        catch
+        {
+            if (old is not null)
+            {
+                if (File.Exists(old)) File.Move(old, target);
+                else Directory.Move(old, target);
+            }
+            throw;
+        }
+        if (old is not null)
+        {
+            if (File.Exists(old)) File.Delete(old);
+            else TryDeleteFolder(old);
+        }
+    }
+
+    internal static void TryDeleteFolder(string dir)
+    {
+        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
     private static string Normalize(string path)
     {
         var full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);

@@ -90,12 +90,12 @@ public static class HfExporter
             HfConfigWriter.Write(Path.Combine(temp, "config.json"), ConfigOf(config, family, predominant, tokenizer));
             tokenizer?.WriteHuggingFace(temp);
             long bytes = new FileInfo(st).Length;
-            Replace(temp, full, options.Overwrite);
+            ExportPaths.ReplaceFolder(temp, full, options.Overwrite);
             return new HfExportResult(full, plan.Count, bytes, family);
         }
         catch
         {
-            TryDelete(temp);
+            ExportPaths.TryDeleteFolder(temp);
             throw;
         }
     }
@@ -146,40 +146,4 @@ public static class HfExporter
     /// reads back as the same float, as loaders narrow it again.
     /// </summary>
     internal static double ShortestDouble(float f) => double.Parse(f.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
-
-    /// <summary>Moves the finished folder into place; an existing output (allowed by --force) is set aside first and removed after.</summary>
-    private static void Replace(string temp, string target, bool overwrite)
-    {
-        string? old = null;
-        if (File.Exists(target) || Directory.Exists(target))
-        {
-            if (!overwrite) throw new BadInputException($"{target}: already exists (pass --force to replace it)");
-            old = temp + ".old";
-            if (File.Exists(target)) File.Move(target, old);
-            else Directory.Move(target, old);
-        }
-        try
-        {
-            Directory.Move(temp, target);
-        }
-        catch
-        {
-            if (old is not null)
-            {
-                if (File.Exists(old)) File.Move(old, target);
-                else Directory.Move(old, target);
-            }
-            throw;
-        }
-        if (old is not null)
-        {
-            if (File.Exists(old)) File.Delete(old);
-            else TryDelete(old);
-        }
-    }
-
-    private static void TryDelete(string dir)
-    {
-        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
 }

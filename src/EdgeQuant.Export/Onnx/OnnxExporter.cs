@@ -87,13 +87,13 @@ public static class OnnxExporter
                 WriteGenaiConfig(Path.Combine(temp, GenaiConfigFileName), c, tokenizer);
                 var result = new OnnxExportResult(full, Path.Combine(full, ModelFileName), graph.WeightCount, b.InlineBytes + b.ExternalBytes,
                     b.ExternalDataFile is not null, c.Architecture);
-                Replace(temp, full, options.Overwrite);
+                ExportPaths.ReplaceFolder(temp, full, options.Overwrite);
                 return result;
             }
         }
         catch
         {
-            TryDelete(temp);
+            ExportPaths.TryDeleteFolder(temp);
             throw;
         }
     }
@@ -170,42 +170,6 @@ public static class OnnxExporter
             w.WriteEndObject();
         }
         File.WriteAllBytes(path, ms.ToArray());
-    }
-
-    /// <summary>Moves the finished folder into place; an existing output (allowed by --force) is set aside first and removed after.</summary>
-    private static void Replace(string temp, string target, bool overwrite)
-    {
-        string? old = null;
-        if (File.Exists(target) || Directory.Exists(target))
-        {
-            if (!overwrite) throw new BadInputException($"{target}: already exists (pass --force to replace it)");
-            old = temp + ".old";
-            if (File.Exists(target)) File.Move(target, old);
-            else Directory.Move(target, old);
-        }
-        try
-        {
-            Directory.Move(temp, target);
-        }
-        catch
-        {
-            if (old is not null)
-            {
-                if (File.Exists(old)) File.Move(old, target);
-                else Directory.Move(old, target);
-            }
-            throw;
-        }
-        if (old is not null)
-        {
-            if (File.Exists(old)) File.Delete(old);
-            else TryDelete(old);
-        }
-    }
-
-    private static void TryDelete(string dir)
-    {
-        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
     /// <summary>Emits the decoder graph for one model; reads one tensor at a time.</summary>
