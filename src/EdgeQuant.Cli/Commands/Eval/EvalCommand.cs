@@ -26,7 +26,7 @@ public sealed class EvalCommand(CliContext context, EvalOptions options) : ICliC
         if (options.TokenizerPath is { } tok && !File.Exists(tok)) throw new BadInputException($"{tok}: no such tokenizer file (--tokenizer)");
         var runtime = options.Runtime ?? EvalRuntimes.DefaultFor(options.ModelPath);
         var text = Perplexity.PrepareText(await File.ReadAllTextAsync(options.TextPath, cancellationToken));
-        var settings = new EvalRuntimes.Settings(options.Context, options.Threads ?? Environment.ProcessorCount, options.TokenizerPath);
+        var settings = new EvalRuntimes.Settings(options.Context, options.Threads ?? Environment.ProcessorCount, options.TokenizerPath, options.EngineExact);
         var (previousSink, previousLevel) = (LlamaLog.Sink, LlamaLog.MinimumLevel);
         if (options.Verbose)
         {

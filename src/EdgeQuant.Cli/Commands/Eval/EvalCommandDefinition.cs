@@ -60,6 +60,11 @@ public sealed class EvalCommandDefinition : Command
         HelpName = "FILE",
     };
 
+    public Option<bool> EngineExact { get; } = new("--engine-exact")
+    {
+        Description = "With --runtime engine on a GGUF: multiply the dequantized weights by exact F32 activations, instead of first rounding each quantized or 16-bit layer's input as llama.cpp's CPU backend does (Q8_0/Q8_1/Q8_K blocks, F16; the default, which reproduces llama.cpp's figures).",
+    };
+
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public EvalCommandDefinition(CliContext context)
@@ -72,6 +77,7 @@ public sealed class EvalCommandDefinition : Command
         Add(Threads);
         Add(Runtime);
         Add(Tokenizer);
+        Add(EngineExact);
         Add(Json);
         this.SetCommand(parseResult => new EvalCommand(context, new EvalOptions(
             ModelPath: parseResult.GetRequiredValue(Model),
@@ -82,9 +88,10 @@ public sealed class EvalCommandDefinition : Command
             Runtime: parseResult.GetValue(Runtime),
             TokenizerPath: parseResult.GetValue(Tokenizer),
             Json: parseResult.GetValue(Json),
-            Verbose: context.IsDebug(parseResult))));
+            Verbose: context.IsDebug(parseResult),
+            EngineExact: parseResult.GetValue(EngineExact))));
     }
 }
 
 public sealed record EvalOptions(string ModelPath, string TextPath, int Context, int? Chunks, int? Threads, EvalRuntime? Runtime, bool Json,
-    bool Verbose = false, string? TokenizerPath = null);
+    bool Verbose = false, string? TokenizerPath = null, bool EngineExact = false);

@@ -12,7 +12,8 @@ namespace EdgeQuant.Cli.Commands.Eval;
 public static class EvalRuntimes
 {
     /// <param name="TokenizerPath">llama2.c: its tokenizer.bin; .onnx: its tokenizer.json (null: the one beside the model).</param>
-    public sealed record Settings(int Context, int Threads, string? TokenizerPath = null);
+    /// <param name="EngineExact">Engine on a GGUF: skip llama.cpp's activation rounding (<see cref="ActivationRounding.Ggml"/>, the default for GGUF).</param>
+    public sealed record Settings(int Context, int Threads, string? TokenizerPath = null, bool EngineExact = false);
 
     /// <summary>A runner, the text's tokens and the BOS id each chunk starts with (null when the vocabulary adds no BOS).</summary>
     public sealed class Opened(ILogitsRunner runner, int[] tokens, int? bos, IDisposable? owner = null) : IDisposable
@@ -50,8 +51,12 @@ public static class EvalRuntimes
     {
         if (settings.TokenizerPath is not null && ModelLoader.Detect(modelPath) != ModelFormat.Llama2c)
             throw new BadInputException($"{modelPath}: --tokenizer applies to llama2.c checkpoints and .onnx models; this model carries its own tokenizer");
+        // A GGUF is what llama.cpp runs, so by default the engine rounds activations as its CPU backend does; the rounding
+        // only touches layers whose weight is stored quantized or 16-bit, so F32 GGUFs are unaffected. HF folders and
+        // llama2.c checkpoints stay the plain F32 reference.
+        var rounding = !settings.EngineExact && IsGguf(modelPath) ? ActivationRounding.Ggml : ActivationRounding.None;
         var (runner, tokens, bos) = EngineLogitsRunner.OpenForText(modelPath, text, settings.Context, settings.Threads, settings.TokenizerPath,
-            cancellationToken: cancellationToken);
+            cancellationToken: cancellationToken, rounding: rounding);
         return new Opened(runner, tokens, bos);
     }
 

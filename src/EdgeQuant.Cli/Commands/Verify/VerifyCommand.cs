@@ -110,7 +110,7 @@ public sealed class VerifyCommand(CliContext context, VerifyOptions options) : I
         var loading = progress.AddTask("loading candidate", 1);
         var evalRuntime = ToEvalRuntime(kind);
         using var opened = EvalRuntimes.Open(evalRuntime, options.CandidatePath, "",
-            new EvalRuntimes.Settings(h.NCtx, threads, options.TokenizerPath), ct);
+            new EvalRuntimes.Settings(h.NCtx, threads, options.TokenizerPath, options.EngineExact), ct);
         loading.Increment(1);
         if (opened.Bos != h.Bos)
             throw new BadInputException($"{options.CandidatePath}: its vocabulary {(opened.Bos is { } cb ? $"starts chunks with BOS {cb}" : "adds no BOS")} " +

@@ -60,6 +60,11 @@ public sealed class VerifyCommandDefinition : Command
     public IReadOnlyList<(GateDefinition Gate, Option<double?> Option)> Gates { get; } =
         [.. GateCatalog.All.Select(g => (g, new Option<double?>("--" + g.Name) { Description = g.Description, HelpName = "X" }))];
 
+    public Option<bool> EngineExact { get; } = new("--engine-exact")
+    {
+        Description = "With --runtime engine on a GGUF: multiply the dequantized weights by exact F32 activations, instead of first rounding each quantized or 16-bit layer's input as llama.cpp's CPU backend does (Q8_0/Q8_1/Q8_K blocks, F16; the default, which reproduces llama.cpp's figures).",
+    };
+
     public Option<bool> NoLatency { get; } = new("--no-latency")
     {
         Description = "Skip the latency probe (load, prefill, decode timings, peak RSS); latency gates then fail as not measured.",
@@ -88,6 +93,7 @@ public sealed class VerifyCommandDefinition : Command
         Add(Threads);
         Add(Chunks);
         Add(Tokenizer);
+        Add(EngineExact);
         foreach (var (_, option) in Gates) Add(option);
         Add(NoLatency);
         Add(LatencyTokens);
@@ -105,7 +111,8 @@ public sealed class VerifyCommandDefinition : Command
             LatencyTokens: parseResult.GetValue(LatencyTokens),
             ReportDirectory: parseResult.GetValue(Report),
             Json: parseResult.GetValue(Json),
-            Verbose: context.IsDebug(parseResult))));
+            Verbose: context.IsDebug(parseResult),
+            EngineExact: parseResult.GetValue(EngineExact))));
     }
 }
 
@@ -122,4 +129,5 @@ public sealed record VerifyOptions(
     int? LatencyTokens,
     string? ReportDirectory,
     bool Json,
-    bool Verbose = false);
+    bool Verbose = false,
+    bool EngineExact = false);
