@@ -124,6 +124,7 @@ public static class GgufQuantizer
         }
 
         using var hasher = new SourceHasher();
+        var scratch = new Scratch();
         var written = new List<QuantizedTensor>(jobs.Count);
         var toWrite = jobs.Select(j => GgufTensorToWrite.FromStream(j.Tensor.Name, j.Type, j.Tensor.Shape, s =>
         {
@@ -139,7 +140,7 @@ public static class GgufQuantizer
                 {
                     var importance = ImportanceOf(options.Imatrix, j.Tensor, source);
                     usedImatrix = importance is not null;
-                    bytes = QuantizeTensor(j.Tensor, j.Type, importance, options, source);
+                    bytes = QuantizeTensor(j.Tensor, j.Type, importance, options, source, scratch);
                 }
             }
             finally
@@ -195,29 +196,72 @@ public static class GgufQuantizer
         return entry.Offset + 8 + System.Text.Encoding.UTF8.GetByteCount(entry.Key) + 4 + 8;
     }
 
-    /// <summary>The tensor as F32, converted on every thread for plain (F16/BF16) sources: big tensors convert in parallel.</summary>
-    private static unsafe float[] ToFloat32(ModelTensor t, int threads)
+    /// <summary>
+    /// Buffers reused from tensor to tensor, as llama.cpp reuses its conversion and work buffers: a fresh multi-hundred-MB
+    /// array per tensor costs page faults and zeroing comparable to the quantization itself.
+    /// </summary>
+    private sealed class Scratch
     {
-        if (t.Type is not (TensorType.F16 or TensorType.BF16) || t.ElementCount < (1 << 20)) return t.ToFloat32();
-        var dst = new float[t.ElementCount];
+        private float[] _floats = [];
+        private byte[] _bytes = [];
+
+        public float[] Floats(long n) => _floats.LongLength >= n ? _floats : _floats = GC.AllocateUninitializedArray<float>(checked((int)n));
+
+        public byte[] Bytes(long n) => _bytes.LongLength >= n ? _bytes : _bytes = GC.AllocateUninitializedArray<byte>(checked((int)n));
+    }
+
+    /// <summary>
+    /// The tensor as F32 in <paramref name="dst"/> (its first ElementCount floats), converted on every thread for plain
+    /// sources; returns the index of the first NaN/Inf, or -1. Checking while converting reads the data once.
+    /// </summary>
+    private static unsafe long ToFloat32(ModelTensor t, float[] dst, int threads)
+    {
+        long n = t.ElementCount;
         var raw = t.RawBytes();
-        int parts = Math.Max(1, threads > 0 ? threads : Environment.ProcessorCount);
-        long per = (dst.LongLength + parts - 1) / parts;
-        bool bf16 = t.Type == TensorType.BF16;
+        if (t.Type is not (TensorType.F16 or TensorType.BF16 or TensorType.F32))
+        {
+            Dequantize.Row(t.Type, raw, dst.AsSpan(0, checked((int)n)));
+            return FirstNonFinite(dst.AsSpan(0, (int)n));
+        }
+        int parts = n < (1 << 18) ? 1 : Math.Max(1, threads > 0 ? threads : Environment.ProcessorCount);
+        long per = (n + parts - 1) / parts;
+        var type = t.Type;
+        var firstBad = new long[parts];
         fixed (byte* src = raw)
         {
             nint srcPtr = (nint)src;
+            int elementBytes = type == TensorType.F32 ? 4 : 2;
             Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p =>
             {
-                long begin = p * per, end = Math.Min(dst.LongLength, begin + per);
+                long begin = p * per, end = Math.Min(n, begin + per);
+                firstBad[p] = -1;
                 if (begin >= end) return;
-                var from = new ReadOnlySpan<byte>((byte*)srcPtr + begin * 2, checked((int)((end - begin) * 2)));
+                var from = new ReadOnlySpan<byte>((byte*)srcPtr + begin * elementBytes, checked((int)((end - begin) * elementBytes)));
                 var to = dst.AsSpan((int)begin, (int)(end - begin));
-                if (bf16) HalfConversions.BF16ToF32(from, to);
-                else HalfConversions.F16ToF32(from, to);
+                if (type == TensorType.F16) HalfConversions.F16ToF32(from, to);
+                else if (type == TensorType.BF16) HalfConversions.BF16ToF32(from, to);
+                else System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(from).CopyTo(to);
+                long bad = FirstNonFinite(to);
+                firstBad[p] = bad < 0 ? -1 : begin + bad;
             });
         }
-        return dst;
+        foreach (long b in firstBad) if (b >= 0) return b;
+        return -1;
+    }
+
+    /// <summary>Index of the first NaN or infinity (x - x is not 0 exactly for those), or -1.</summary>
+    private static long FirstNonFinite(ReadOnlySpan<float> x)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var v = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(x);
+            for (; i < v.Length; i++)
+                if (!System.Numerics.Vector.EqualsAll(v[i] - v[i], System.Numerics.Vector<float>.Zero)) break;
+            i *= System.Numerics.Vector<float>.Count;
+        }
+        for (; i < x.Length; i++) if (!float.IsFinite(x[i])) return i;
+        return -1;
     }
 
     private static bool IsPlain(TensorType t) => t is TensorType.F32 or TensorType.F16 or TensorType.BF16;
@@ -236,21 +280,22 @@ public static class GgufQuantizer
         throw new BadInputException($"{source}: the importance matrix has {w.Length} entries for tensor '{t.Name}', whose rows have {rowLength} columns (an imatrix of another model?)");
     }
 
-    private static byte[] QuantizeTensor(ModelTensor t, TensorType type, float[]? importance, GgufQuantizeOptions options, string source)
+    private static ReadOnlyMemory<byte> QuantizeTensor(ModelTensor t, TensorType type, float[]? importance, GgufQuantizeOptions options, string source, Scratch scratch)
     {
-        var floats = ToFloat32(t, options.Threads);
-        if (!options.AllowNonFinite)
-            for (int i = 0; i < floats.Length; i++)
-                if (!float.IsFinite(floats[i]))
-                    throw new BadInputException($"{source}: tensor '{t.Name}' ({t.SourceName}) element {i} is {floats[i]}; refused (pass --allow-nonfinite to quantize it anyway)");
+        long count = t.ElementCount;
+        var floats = scratch.Floats(count);
+        long bad = ToFloat32(t, floats, options.Threads);
+        if (bad >= 0 && !options.AllowNonFinite)
+            throw new BadInputException($"{source}: tensor '{t.Name}' ({t.SourceName}) element {bad} is {floats[bad]}; refused (pass --allow-nonfinite to quantize it anyway)");
         long rowLength = t.Shape[^1];
-        long rows = t.ElementCount / rowLength;
+        long rows = count / rowLength;
         var info = TensorTypes.Get(type);
         if (rowLength % info.BlockSize != 0)
             throw new InternalFailureException($"{t.Name}: rows of {rowLength} are not whole {info.Name} blocks; the policy should have fallen back");
-        var dst = new byte[checked(rows * (rowLength / info.BlockSize) * info.BlockBytes)];
-        long n = Core.Quantization.Quantize.Rows(type, floats, dst, checked((int)rows), checked((int)rowLength), importance, options.Threads);
-        if (n != dst.Length) throw new InternalFailureException($"{t.Name}: the {info.Name} quantizer wrote {n} bytes, expected {dst.Length}");
-        return dst;
+        long size = checked(rows * (rowLength / info.BlockSize) * info.BlockBytes);
+        var dst = scratch.Bytes(size);
+        long n = Core.Quantization.Quantize.Rows(type, floats.AsSpan(0, (int)count), dst.AsSpan(0, (int)size), checked((int)rows), checked((int)rowLength), importance, options.Threads);
+        if (n != size) throw new InternalFailureException($"{t.Name}: the {info.Name} quantizer wrote {n} bytes, expected {size}");
+        return dst.AsMemory(0, (int)size);
     }
 }
