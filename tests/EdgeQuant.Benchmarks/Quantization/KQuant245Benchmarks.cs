@@ -1,8 +1,5 @@
-using System.Runtime.InteropServices;
 using EdgeQuant.Core.Quantization;
 using EdgeQuant.Core.Tensors;
-using EdgeQuant.Runtimes;
-using EdgeQuant.Runtimes.LlamaCpp;
 
 namespace EdgeQuant.Benchmarks.Quantization;
 
@@ -14,27 +11,14 @@ namespace EdgeQuant.Benchmarks.Quantization;
 /// figure is never reported for a wrong result. One thread because the search is what is compared; the row split
 /// over threads is the same driver as the legacy types'.
 /// </summary>
-public static unsafe class KQuant245Benchmarks
+public static class KQuant245Benchmarks
 {
     public static void Run()
     {
         const int Rows = 512, N = 2048;
-        var rng = new Random(245);
-        var x = new float[Rows * N];
-        for (int i = 0; i < x.Length; i++)
-            x[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()) * 0.02);
-        var importance = new float[N];
-        for (int i = 0; i < N; i++) importance[i] = MathF.Pow(10f, (float)rng.NextDouble() * 3 - 2);
+        var (x, importance) = GgmlQuantizePeer.Inputs(Rows, N, seed: 245);
         double mb = x.Length * 4 / 1e6;
-
-        delegate* unmanaged<int, float*, byte*, long, long, long, float*, nuint> chunk = null;
-        try
-        {
-            var dir = LlamaLibrary.EnsureInitialized().Directory;
-            var lib = dir is null ? NativeLibrary.Load("libggml-base.so") : NativeLibrary.Load(Path.Combine(dir, "libggml-base.so"));
-            chunk = (delegate* unmanaged<int, float*, byte*, long, long, long, float*, nuint>)NativeLibrary.GetExport(lib, "ggml_quantize_chunk");
-        }
-        catch (RuntimeNotFoundException e) { Console.WriteLine($"llama.cpp not available ({e.Message.Split('\n')[0]}): ours only"); }
+        var ggml = GgmlQuantizePeer.Load();
 
         Console.WriteLine($"{Rows} x {N} F32 ({mb:F1} MB), MB/s of input, 1 thread, load {Measure.LoadAverage()}");
         foreach (var type in new[] { TensorType.Q2_K, TensorType.Q4_K, TensorType.Q5_K })
@@ -47,20 +31,13 @@ public static unsafe class KQuant245Benchmarks
                 float[]? imatrix = weighted ? importance : null;
                 string label = $"{info.Name}{(weighted ? " imatrix" : "")}";
                 Action oursRun = () => Quantize.Rows(type, x, ours, Rows, N, imatrix, threads: 1);
-                if (chunk is null)
+                if (ggml is null)
                 {
                     double s = Measure.MedianSeconds(oursRun, warmup: 1, minRuns: 3, budgetSeconds: 2);
                     Console.WriteLine($"{label,-13} ours {mb / s,8:F1} MB/s");
                     continue;
                 }
-                var fn = chunk;
-                Action ggmlRun = () =>
-                {
-                    fixed (float* xp = x)
-                    fixed (byte* yp = theirs)
-                    fixed (float* wp = imatrix)
-                        fn((int)type, xp, yp, 0, Rows, N, imatrix is null ? null : wp);
-                };
+                Action ggmlRun = () => ggml.Run(type, x, theirs, Rows, N, imatrix);
                 oursRun();
                 ggmlRun();
                 if (!ours.AsSpan().SequenceEqual(theirs))

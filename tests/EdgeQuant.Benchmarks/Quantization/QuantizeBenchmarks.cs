@@ -1,8 +1,5 @@
-using System.Runtime.InteropServices;
 using EdgeQuant.Core.Quantization;
 using EdgeQuant.Core.Tensors;
-using EdgeQuant.Runtimes;
-using EdgeQuant.Runtimes.LlamaCpp;
 
 namespace EdgeQuant.Benchmarks.Quantization;
 
@@ -13,27 +10,14 @@ namespace EdgeQuant.Benchmarks.Quantization;
 /// llama_model_quantize does (each thread one ggml_quantize_chunk call on its rows). Both outputs are compared byte
 /// for byte before timing, so a figure is never reported for a wrong result.
 /// </summary>
-public static unsafe class QuantizeBenchmarks
+public static class QuantizeBenchmarks
 {
     public static void Run()
     {
         const int Rows = 2048, N = 2048;
-        var rng = new Random(1);
-        var x = new float[Rows * N];
-        for (int i = 0; i < x.Length; i++)
-            x[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()) * 0.02);
-        var importance = new float[N];
-        for (int i = 0; i < N; i++) importance[i] = MathF.Pow(10f, (float)rng.NextDouble() * 3 - 2);
+        var (x, importance) = GgmlQuantizePeer.Inputs(Rows, N, seed: 1);
         double mb = x.Length * 4 / 1e6;
-
-        delegate* unmanaged<int, float*, byte*, long, long, long, float*, nuint> chunk = null;
-        try
-        {
-            var dir = LlamaLibrary.EnsureInitialized().Directory;
-            var lib = dir is null ? NativeLibrary.Load("libggml-base.so") : NativeLibrary.Load(Path.Combine(dir, "libggml-base.so"));
-            chunk = (delegate* unmanaged<int, float*, byte*, long, long, long, float*, nuint>)NativeLibrary.GetExport(lib, "ggml_quantize_chunk");
-        }
-        catch (RuntimeNotFoundException e) { Console.WriteLine($"llama.cpp not available ({e.Message.Split('\n')[0]}): ours only"); }
+        var ggml = GgmlQuantizePeer.Load();
 
         int threads = Environment.ProcessorCount;
         Console.WriteLine($"{Rows} x {N} F32 ({mb:F1} MB), MB/s of input; threaded = {threads} threads");
@@ -50,14 +34,13 @@ public static unsafe class QuantizeBenchmarks
                 foreach (int t in new[] { 1, threads })
                 {
                     Action oursRun = () => Quantize.Rows(type, x, ours, Rows, N, imatrix, t);
-                    if (chunk is null)
+                    if (ggml is null)
                     {
                         double s = Measure.MedianSeconds(oursRun, warmup: 1, minRuns: 3, budgetSeconds: 2);
                         Console.WriteLine($"{label,-13} {t} thr  ours {mb / s,8:F0} MB/s");
                         continue;
                     }
-                    var fn = chunk;
-                    Action ggmlRun = () => GgmlChunks(fn, type, x, theirs, Rows, N, rowBytes, imatrix, t);
+                    Action ggmlRun = () => ggml.Run(type, x, theirs, Rows, N, imatrix, t);
                     oursRun();
                     ggmlRun();
                     if (!ours.AsSpan().SequenceEqual(theirs))
@@ -66,25 +49,6 @@ public static unsafe class QuantizeBenchmarks
                     Console.WriteLine($"{label,-13} {t} thr  ours {mb / sec[0],8:F0} MB/s   ggml {mb / sec[1],8:F0} MB/s   ours/ggml {sec[1] / sec[0],5:F2}x");
                 }
             }
-        }
-    }
-
-    private static void GgmlChunks(delegate* unmanaged<int, float*, byte*, long, long, long, float*, nuint> fn, TensorType type,
-        float[] x, byte[] y, int rows, int n, int rowBytes, float[]? imatrix, int threads)
-    {
-        int per = (rows + threads - 1) / threads;
-        fixed (float* xp = x)
-        fixed (byte* yp = y)
-        fixed (float* wp = imatrix)
-        {
-            nint xa = (nint)xp, ya = (nint)yp, wa = imatrix is null ? 0 : (nint)wp;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
-            {
-                int r0 = p * per, r1 = Math.Min(rows, r0 + per);
-                if (r1 <= r0) return;
-                // ggml offsets both src and dst by start itself.
-                fn((int)type, (float*)xa, (byte*)ya, (long)r0 * n, r1 - r0, n, (float*)wa);
-            });
         }
     }
 }
