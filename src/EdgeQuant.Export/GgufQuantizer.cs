@@ -153,35 +153,20 @@ public static class GgufQuantizer
             options.TensorWritten?.Invoke(written.Count, jobs.Count, q);
         }));
 
-        string full = Path.GetFullPath(outputPath);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        string hash;
-        try
+        string hash = "";
+        GgufWriter.Write(outputPath, md, toWrite, beforeRename: temp =>
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                GgufWriter.Write(fs, outputPath, md, toWrite);
-                fs.Flush(flushToDisk: false);
-            }
             hash = hasher.Finish();
             long at = HashValueOffset(temp);
-            using (var fs = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
-            {
-                fs.Position = at;
-                var check = new byte[placeholder.Length];
-                fs.ReadExactly(check);
-                if (!check.AsSpan().SequenceEqual(System.Text.Encoding.ASCII.GetBytes(placeholder)))
-                    throw new InternalFailureException($"{temp}: the source hash placeholder is not where the metadata says");
-                fs.Position = at;
-                fs.Write(System.Text.Encoding.ASCII.GetBytes(hash));
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+            using var fs = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            fs.Position = at;
+            var check = new byte[placeholder.Length];
+            fs.ReadExactly(check);
+            if (!check.AsSpan().SequenceEqual(System.Text.Encoding.ASCII.GetBytes(placeholder)))
+                throw new InternalFailureException($"{temp}: the source hash placeholder is not where the metadata says");
+            fs.Position = at;
+            fs.Write(System.Text.Encoding.ASCII.GetBytes(hash));
+        });
 
         return new GgufQuantizeResult(Path.GetFullPath(outputPath), options.FileType, new FileInfo(outputPath).Length,
             written.Sum(w => w.SourceBytes), written.Sum(w => w.Bytes), written, plan.Fallbacks, hash, calibration, clock.Elapsed);

@@ -119,8 +119,12 @@ public static class GgufWriter
     /// Whether a file without tensors still ends with padding to the alignment. ggml's <c>gguf.cpp</c> pads,
     /// gguf-py (which made llama.cpp's vocab-only files) does not; <see cref="Rewrite"/> keeps what the source did.
     /// </param>
+    /// <param name="beforeRename">
+    /// Called with the complete, closed temporary file before it is renamed into place (e.g. to patch a value only known
+    /// once the tensors are written); an exception from it removes the temporary like any other failure.
+    /// </param>
     public static void Write(string path, IEnumerable<KeyValuePair<string, GgufValue>> metadata, IEnumerable<GgufTensorToWrite> tensors,
-        uint version = GgufConstants.WriteVersion, bool padEmptyDataSection = true)
+        uint version = GgufConstants.WriteVersion, bool padEmptyDataSection = true, Action<string>? beforeRename = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = Path.GetFullPath(path);
@@ -134,6 +138,7 @@ public static class GgufWriter
                 Write(fs, path, metadata, tensors, version, padEmptyDataSection);
                 fs.Flush(flushToDisk: false);
             }
+            beforeRename?.Invoke(temp);
             File.Move(temp, full, overwrite: true);
         }
         catch
