@@ -32,6 +32,12 @@ public sealed record OnnxExportOptions
 
     /// <summary>Called after each weight is written with (weights written, weights in all), for progress displays.</summary>
     public Action<int, int>? TensorWritten { get; init; }
+
+    /// <summary>How linear layers become nodes; null: FP32 MatMul on a transposed initializer.</summary>
+    public IOnnxLinearLowering? Linear { get; init; }
+
+    /// <summary>Storage of the weights that stay float.</summary>
+    public OnnxWeightType WeightType { get; init; } = OnnxWeightType.Float32;
 }
 
 /// <param name="Folder">The output folder.</param>
@@ -80,7 +86,9 @@ public static class OnnxExporter
             {
                 if (graph.EstimatedBytes > options.ExternalDataThresholdBytes) b.UseExternalData(temp, ExternalDataFileName);
                 graph.Write(b);
-                foreach (var (k, v) in Provenance(model)) b.Metadata(k, v);
+                foreach (var (k, v) in Provenance(model, options)) b.Metadata(k, v);
+                if (options.Linear is not null)
+                    foreach (var (k, v) in options.Linear.Metadata) b.Metadata(k, v);
                 var proto = b.Build("edgequant", ExportTypes.ToolVersion, $"{c.Architecture} decoder exported by EdgeQuant from {Path.GetFileName(Path.TrimEndingDirectorySeparator(src))}");
                 OnnxGraphBuilder.Save(proto, Path.Combine(temp, ModelFileName));
                 tokenizer?.WriteHuggingFace(temp);
@@ -115,7 +123,7 @@ public static class OnnxExporter
     private static string SafeName(Model model) =>
         model.Provenance.Name ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath));
 
-    private static IEnumerable<(string, string)> Provenance(Model model)
+    private static IEnumerable<(string, string)> Provenance(Model model, OnnxExportOptions options)
     {
         var c = model.Config;
         yield return ("edgequant.version", ExportTypes.ToolVersion);
@@ -123,7 +131,7 @@ public static class OnnxExporter
         yield return ("edgequant.source_file", Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath)));
         yield return ("edgequant.source_architecture", c.SourceArchitecture);
         yield return ("edgequant.architecture", c.Architecture.ToString().ToLowerInvariant());
-        yield return ("edgequant.dtype", "fp32");
+        yield return ("edgequant.dtype", options.Linear?.Scheme ?? (options.WeightType == OnnxWeightType.Float16 ? "fp16" : "fp32"));
         // Q/K rows are written in rotate-half order whatever the source layout; a reader mapping weights back needs to know.
         if (c.Architecture != Architecture.Gpt2) yield return ("edgequant.rope_layout", "rotate_half");
         yield return ("edgequant.weight_layout", "MatMul weights stored transposed [in, out] under llama.cpp tensor names");
@@ -227,12 +235,16 @@ public static class OnnxExporter
             bool separate = !c.TiedEmbeddings && model.Find("output.weight") is not null;
             // A tied model may still list output.weight as an alias of the embedding (llama2.c's shared classifier).
             if (!separate) _used.Add("output.weight");
-            string w = separate
-                ? Weight("output.weight", [c.VocabSize, c.EmbeddingLength], transpose: true)
-                : WeightFrom("output.weight", model.Get("token_embd.weight").ToFloat32(), c.VocabSize, c.EmbeddingLength, "token_embd.weight");
+            float[] headRows;
+            if (separate) headRows = Read("output.weight", [c.VocabSize, c.EmbeddingLength]);
+            else
+            {
+                _used.Add("token_embd.weight");
+                headRows = model.Get("token_embd.weight").ToFloat32();
+            }
             string? bias = model.Find("output.bias") is null ? null : Weight("output.bias", [c.VocabSize], transpose: false);
-            if (bias is null) b.Node("MatMul", [h, w], ["logits"], "lm_head/MatMul");
-            else b.Node("Add", [b.Op("MatMul", "lm_head", [h, w]), bias], ["logits"], "lm_head/Add");
+            string logits = Linear(h, "output", "lm_head", headRows, c.VocabSize, c.EmbeddingLength, bias, "output.weight");
+            b.Node("Identity", [logits], ["logits"], "lm_head/Identity");
             b.Output("logits", DataType.Float, Batch, Seq, (long)c.VocabSize);
             for (int l = 0; l < c.BlockCount; l++)
             {
@@ -293,9 +305,10 @@ public static class OnnxExporter
 
             string h = Norm(x, p + "attn_norm");
             var (wq, bq, wk, bk, wv, bv) = Projections(p, d, qDim, kvDim);
-            string q = Heads(Linear(h, p + "attn_q", wq, bq), p + "attn_q", heads);
-            string k = Heads(Linear(h, p + "attn_k", wk, bk), p + "attn_k", kvHeads);
-            string v = Heads(Linear(h, p + "attn_v", wv, bv), p + "attn_v", kvHeads);
+            string? fusedHook = model.Find(p + "attn_qkv.weight") is not null ? p + "attn_qkv" : null;
+            string q = Heads(Linear(h, p + "attn_q", p + "attn_q", wq, qDim, d, bq, p + "attn_q.weight", fusedHook), p + "attn_q", heads);
+            string k = Heads(Linear(h, p + "attn_k", p + "attn_k", wk, kvDim, d, bk, p + "attn_k.weight", fusedHook), p + "attn_k", kvHeads);
+            string v = Heads(Linear(h, p + "attn_v", p + "attn_v", wv, kvDim, d, bv, p + "attn_v.weight", fusedHook), p + "attn_v", kvHeads);
             if (!_gpt2)
             {
                 q = Rope(q, p + "attn_q");
@@ -313,20 +326,20 @@ public static class OnnxExporter
             string att = b.Op("MatMul", p + "attn_out", [probs, values]);
             att = b.Op("Transpose", p + "attn_out", [att], Attr("perm", new long[] { 0, 2, 1, 3 }));
             att = b.Op("Reshape", p + "attn_out", [att, b.Int64s([0, 0, qDim])]);
-            x = b.Op("Add", p + "attn_residual", [x, Linear(att, p + "attn_output", Weight(p + "attn_output.weight", [d, qDim], transpose: true), Bias(p + "attn_output", d))]);
+            x = b.Op("Add", p + "attn_residual", [x, LinearOf(att, p + "attn_output", d, qDim)]);
 
             h = Norm(x, p + "ffn_norm");
             int ff = c.FeedForwardLength;
-            string up = Linear(h, p + "ffn_up", Weight(p + "ffn_up.weight", [ff, d], transpose: true), Bias(p + "ffn_up", ff));
+            string up = LinearOf(h, p + "ffn_up", ff, d);
             string act;
             if (_gpt2) act = GeluTanh(up, p + "ffn_gelu");
             else
             {
-                string gate = Linear(h, p + "ffn_gate", Weight(p + "ffn_gate.weight", [ff, d], transpose: true), Bias(p + "ffn_gate", ff));
+                string gate = LinearOf(h, p + "ffn_gate", ff, d);
                 string silu = b.Op("Mul", p + "ffn_silu", [gate, b.Op("Sigmoid", p + "ffn_silu", [gate])]);
                 act = b.Op("Mul", p + "ffn_swiglu", [silu, up]);
             }
-            string down = Linear(act, p + "ffn_down", Weight(p + "ffn_down.weight", [d, ff], transpose: true), Bias(p + "ffn_down", d));
+            string down = LinearOf(act, p + "ffn_down", d, ff);
             return b.Op("Add", p + "ffn_residual", [x, down]);
         }
 
@@ -335,7 +348,7 @@ public static class OnnxExporter
         /// stored interleaved (GGUF's layout) and are turned back into rotate-half order, so one RoPE formulation
         /// serves every architecture (Qwen2 is already rotate-half; GPT-2 has none).
         /// </summary>
-        private (string Wq, string? Bq, string Wk, string? Bk, string Wv, string? Bv) Projections(string p, int d, int qDim, int kvDim)
+        private (float[] Wq, string? Bq, float[] Wk, string? Bk, float[] Wv, string? Bv) Projections(string p, int d, int qDim, int kvDim)
         {
             float[] wq, wk, wv;
             float[]? bq = null, bk = null, bv = null;
@@ -368,9 +381,7 @@ public static class OnnxExporter
                 if (bk is not null) bk = ToRotateHalf(bk, kvDim, 1, _c.HeadCountKv);
             }
             string? Vec(string name, float[]? v) => v is null ? null : Emit(name, v, [v.Length]);
-            return (WeightFrom(p + "attn_q.weight", wq, qDim, d), Vec(p + "attn_q.bias", bq),
-                WeightFrom(p + "attn_k.weight", wk, kvDim, d), Vec(p + "attn_k.bias", bk),
-                WeightFrom(p + "attn_v.weight", wv, kvDim, d), Vec(p + "attn_v.bias", bv));
+            return (wq, Vec(p + "attn_q.bias", bq), wk, Vec(p + "attn_k.bias", bk), wv, Vec(p + "attn_v.bias", bv));
         }
 
         private static float[] ToRotateHalf(float[] rows, int rowCount, int cols, int heads)
@@ -437,10 +448,32 @@ public static class OnnxExporter
             return bias is null ? y : b.Op("Add", name + "/bias", [y, bias]);
         }
 
-        private string Linear(string x, string name, string weight, string? bias)
+        /// <summary>A model linear layer <paramref name="layer"/> ([outDim, inDim] weight, optional bias) applied to x.</summary>
+        private string LinearOf(string x, string layer, int outDim, int inDim)
         {
-            string y = _b.Op("MatMul", name, [x, weight]);
-            return bias is null ? y : _b.Op("Add", name + "/bias", [y, bias]);
+            var rows = Read(layer + ".weight", [outDim, inDim]);
+            return Linear(x, layer, layer, rows, outDim, inDim, Bias(layer, outDim), layer + ".weight");
+        }
+
+        /// <summary>
+        /// x · Wᵀ (+ b) through the configured lowering, or as an FP32 MatMul on the transposed weight when there is
+        /// none or it declines the layer.
+        /// </summary>
+        private string Linear(string x, string layer, string nodeName, float[] rows, int outDim, int inDim, string? bias, string weightName, string? hookLayer = null)
+        {
+            if (options.Linear is { } lowering)
+            {
+                var spec = new OnnxLinear(layer, x, rows, outDim, inDim, bias, weightName) { HookLayer = hookLayer ?? layer };
+                if (lowering.Emit(_b, spec) is { } y)
+                {
+                    WeightCount++;
+                    options.TensorWritten?.Invoke(Math.Min(++_written, TotalWeights), TotalWeights);
+                    return y;
+                }
+            }
+            string w = WeightFrom(weightName, rows, outDim, inDim);
+            string mm = _b.Op("MatMul", nodeName, [x, w]);
+            return bias is null ? mm : _b.Op("Add", nodeName + "/bias", [mm, bias]);
         }
 
         private string? Bias(string layer, int length) =>
