@@ -44,4 +44,29 @@ public sealed record ModelConfig
 
     /// <summary>q/k/v projections carry biases (Qwen2).</summary>
     public bool AttentionBias { get; init; }
+
+    /// <summary>
+    /// Per-layer query-head counts when layers differ (a structurally pruned model); null when every layer has
+    /// <see cref="HeadCount"/>. <see cref="HeadCount"/> then holds the largest. GGUF stores such a list as an array
+    /// under <c>attention.head_count</c> (llama.cpp's <c>deci</c> architecture reads it per layer).
+    /// </summary>
+    public int[]? LayerHeadCounts { get; init; }
+
+    /// <summary>Per-layer key/value-head counts when layers differ; null when uniform (<see cref="HeadCountKv"/>).</summary>
+    public int[]? LayerHeadCountsKv { get; init; }
+
+    /// <summary>Per-layer FFN widths when layers differ; null when uniform (<see cref="FeedForwardLength"/>).</summary>
+    public int[]? LayerFeedForwardLengths { get; init; }
+
+    /// <summary>Query heads of layer <paramref name="layer"/>.</summary>
+    public int HeadsIn(int layer) => LayerHeadCounts?[layer] ?? HeadCount;
+
+    /// <summary>Key/value heads of layer <paramref name="layer"/>.</summary>
+    public int KvHeadsIn(int layer) => LayerHeadCountsKv?[layer] ?? HeadCountKv;
+
+    /// <summary>FFN width of layer <paramref name="layer"/>.</summary>
+    public int FeedForwardIn(int layer) => LayerFeedForwardLengths?[layer] ?? FeedForwardLength;
+
+    /// <summary>True when some layer's head counts or FFN width differ from the others'.</summary>
+    public bool HasPerLayerWidths => LayerHeadCounts is not null || LayerHeadCountsKv is not null || LayerFeedForwardLengths is not null;
 }
