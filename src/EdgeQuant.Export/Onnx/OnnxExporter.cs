@@ -38,6 +38,12 @@ public sealed record OnnxExportOptions
 
     /// <summary>Storage of the weights that stay float.</summary>
     public OnnxWeightType WeightType { get; init; } = OnnxWeightType.Float32;
+
+    /// <summary>
+    /// Past/present KV inputs and outputs (Optimum's decoder-with-past signature). Without them the graph takes the
+    /// whole sequence on every call (<c>OrtLogitsRunner</c> re-runs the history), as some deployment tools want.
+    /// </summary>
+    public bool KvCache { get; init; } = true;
 }
 
 /// <param name="Folder">The output folder.</param>
@@ -92,7 +98,7 @@ public static class OnnxExporter
                 var proto = b.Build("edgequant", ExportTypes.ToolVersion, $"{c.Architecture} decoder exported by EdgeQuant from {Path.GetFileName(Path.TrimEndingDirectorySeparator(src))}");
                 OnnxGraphBuilder.Save(proto, Path.Combine(temp, ModelFileName));
                 tokenizer?.WriteHuggingFace(temp);
-                WriteGenaiConfig(Path.Combine(temp, GenaiConfigFileName), c, tokenizer);
+                WriteGenaiConfig(Path.Combine(temp, GenaiConfigFileName), c, tokenizer, options.KvCache);
                 var result = new OnnxExportResult(full, Path.Combine(full, ModelFileName), graph.WeightCount, b.InlineBytes + b.ExternalBytes,
                     b.ExternalDataFile is not null, c.Architecture);
                 ExportPaths.ReplaceFolder(temp, full, options.Overwrite);
@@ -138,7 +144,7 @@ public static class OnnxExporter
     }
 
     /// <summary>onnxruntime-genai's genai_config.json shape, with the fields <c>OrtLogitsRunner</c> reads (vocab_size, context_length).</summary>
-    private static void WriteGenaiConfig(string path, ModelConfig c, Tokenizer? tokenizer)
+    private static void WriteGenaiConfig(string path, ModelConfig c, Tokenizer? tokenizer, bool kvCache)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
@@ -155,13 +161,19 @@ public static class OnnxExporter
             w.WriteString("input_ids", "input_ids");
             w.WriteString("attention_mask", "attention_mask");
             w.WriteString("position_ids", "position_ids");
-            w.WriteString("past_key_names", "past_key_values.%d.key");
-            w.WriteString("past_value_names", "past_key_values.%d.value");
+            if (kvCache)
+            {
+                w.WriteString("past_key_names", "past_key_values.%d.key");
+                w.WriteString("past_value_names", "past_key_values.%d.value");
+            }
             w.WriteEndObject();
             w.WriteStartObject("outputs");
             w.WriteString("logits", "logits");
-            w.WriteString("present_key_names", "present.%d.key");
-            w.WriteString("present_value_names", "present.%d.value");
+            if (kvCache)
+            {
+                w.WriteString("present_key_names", "present.%d.key");
+                w.WriteString("present_value_names", "present.%d.value");
+            }
             w.WriteEndObject();
             w.WriteNumber("num_attention_heads", c.HeadCount);
             w.WriteNumber("num_hidden_layers", c.BlockCount);
@@ -206,7 +218,7 @@ public static class OnnxExporter
             b.Input("input_ids", DataType.Int64, Batch, Seq);
             b.Input("attention_mask", DataType.Int64, Batch, Total);
             b.Input("position_ids", DataType.Int64, Batch, Seq);
-            for (int l = 0; l < c.BlockCount; l++)
+            for (int l = 0; l < CachedLayers; l++)
             {
                 b.Input($"past_key_values.{l}.key", DataType.Float, Batch, (long)kv, Past, (long)hd);
                 b.Input($"past_key_values.{l}.value", DataType.Float, Batch, (long)kv, Past, (long)hd);
@@ -246,7 +258,7 @@ public static class OnnxExporter
             string logits = Linear(h, "output", "lm_head", headRows, c.VocabSize, c.EmbeddingLength, bias, "output.weight");
             b.Node("Identity", [logits], ["logits"], "lm_head/Identity");
             b.Output("logits", DataType.Float, Batch, Seq, (long)c.VocabSize);
-            for (int l = 0; l < c.BlockCount; l++)
+            for (int l = 0; l < CachedLayers; l++)
             {
                 b.Output($"present.{l}.key", DataType.Float, Batch, (long)kv, Total, (long)hd);
                 b.Output($"present.{l}.value", DataType.Float, Batch, (long)kv, Total, (long)hd);
@@ -258,6 +270,18 @@ public static class OnnxExporter
 
         private readonly HashSet<string> _used = new(StringComparer.Ordinal);
 
+        /// <summary>Layers with past/present KV values in the signature: all, or none without a KV cache.</summary>
+        private int CachedLayers => options.KvCache ? _c.BlockCount : 0;
+
+        /// <summary>
+        /// The layer's keys or values over past and new positions: Concat(past, new) as present.N.key|value, or just the
+        /// new ones when the graph has no cache.
+        /// </summary>
+        private string CacheConcat(int l, string kind, string current, string nodeName) =>
+            options.KvCache
+                ? _b.Node("Concat", [$"past_key_values.{l}.{kind}", current], [$"present.{l}.{kind}"], nodeName, "", Attr("axis", 2L))
+                : current;
+
         /// <summary>
         /// Additive attention mask [batch, 1, seq, total]: 0 where key j may be seen by query i (j ≤ past + i, by
         /// index, and attention_mask[j] = 1), float.MinValue elsewhere — finite, so a fully padded row stays a
@@ -267,7 +291,8 @@ public static class OnnxExporter
         {
             var b = _b;
             string seq = b.Op("Shape", "mask/seq", ["input_ids"], Attr("start", 1L), Attr("end", 2L));
-            string past = b.Op("Shape", "mask/past", ["past_key_values.0.key"], Attr("start", 2L), Attr("end", 3L));
+            // Without a cache no position precedes the fed ones.
+            string past = options.KvCache ? b.Op("Shape", "mask/past", ["past_key_values.0.key"], Attr("start", 2L), Attr("end", 3L)) : b.Int64s([0]);
             string total = b.Op("Add", "mask/total", [past, seq]);
             string axis0 = b.Int64s([0]);
             string pastS = b.Op("Squeeze", "mask/past", [past, axis0]);
@@ -314,8 +339,8 @@ public static class OnnxExporter
                 q = Rope(q, p + "attn_q");
                 k = Rope(k, p + "attn_k");
             }
-            string presentK = b.Node("Concat", [$"past_key_values.{l}.key", k], [$"present.{l}.key"], p + "cache_k/Concat", "", Attr("axis", 2L));
-            string presentV = b.Node("Concat", [$"past_key_values.{l}.value", v], [$"present.{l}.value"], p + "cache_v/Concat", "", Attr("axis", 2L));
+            string presentK = CacheConcat(l, "key", k, p + "cache_k/Concat");
+            string presentV = CacheConcat(l, "value", v, p + "cache_v/Concat");
             string keys = RepeatKv(presentK, p + "attn_k");
             string values = RepeatKv(presentV, p + "attn_v");
 
@@ -502,10 +527,28 @@ public static class OnnxExporter
 
         private string Emit(string name, float[] data, long[] shape)
         {
-            string n = _b.Initializer(name, data, shape);
+            string n = options.WeightType == OnnxWeightType.Float16 && shape.Length >= 2 ? Float16(name, data, shape) : _b.Initializer(name, data, shape);
             WeightCount++;
             options.TensorWritten?.Invoke(Math.Min(++_written, TotalWeights), TotalWeights);
             return n;
+        }
+
+        /// <summary>
+        /// A matrix stored as FP16 (round to nearest even) and Cast to FP32 where used: half the file, FP32 arithmetic
+        /// on FP16-rounded weights. ORT's CPU provider has no fast FP16 MatMul (MLAS's half GEMM needs ARM FP16
+        /// hardware), so keeping the math in FP32 is faster there than an FP16 graph; ORT folds the constant Cast at load,
+        /// so its memory holds FP32 copies. 1-D tensors (norms, biases) stay FP32, as GGUF converters keep them.
+        /// </summary>
+        private string Float16(string name, float[] data, long[] shape)
+        {
+            var half = new Half[data.Length];
+            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(data, half);
+            if (!options.AllowNonFinite)
+                for (int i = 0; i < half.Length; i++)
+                    if (Half.IsInfinity(half[i]) && float.IsFinite(data[i]))
+                        throw new BadInputException($"{_src}: tensor '{name}' element {i} ({data[i]}) overflows FP16; refused (export with --dtype fp32, or pass --allow-nonfinite)");
+            string stored = _b.Initializer(name + "_fp16", DataType.Float16, MemoryMarshal.AsBytes(half.AsSpan()), shape);
+            return _b.Node("Cast", [stored], [name], name + "/Cast", "", Attr("to", (long)DataType.Float));
         }
 
         private float[] Read(string name, long[] shape)
