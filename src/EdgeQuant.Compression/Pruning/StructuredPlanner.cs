@@ -40,6 +40,51 @@ public static class StructuredPlanner
 
     public static string Name(StructuredMethod m) => m.ToString().ToLowerInvariant();
 
+    /// <summary>True when <paramref name="text"/> names structured units: heads, channels, layers, or a comma-separated mix ("heads,channels").</summary>
+    public static bool TryParseMethods(string text, out IReadOnlyList<StructuredMethod> methods)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var list = new List<StructuredMethod>();
+        foreach (var part in parts)
+        {
+            StructuredMethod? m = part.ToLowerInvariant() switch
+            {
+                "heads" => StructuredMethod.Heads,
+                "channels" => StructuredMethod.Channels,
+                "layers" => StructuredMethod.Layers,
+                _ => null,
+            };
+            if (m is null)
+            {
+                methods = [];
+                if (list.Count > 0 || parts.Length > 1)
+                    throw new BadInputException($"--method: '{part}' in '{text}' is not one of heads, channels, layers");
+                return false;
+            }
+            if (list.Contains(m.Value)) throw new BadInputException($"--method: '{part}' is listed twice in '{text}'");
+            list.Add(m.Value);
+        }
+        methods = list;
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="Uniform(ModelConfig, StructuredImportance, StructuredMethod, double)"/> for several unit kinds at once:
+    /// each removes the same share of its units.
+    /// </summary>
+    public static StructuredPlan Uniform(ModelConfig c, StructuredImportance importance, IReadOnlyCollection<StructuredMethod> methods, double sparsity)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(methods);
+        SparsityRule.Check(sparsity);
+        if (methods.Count == 0) throw new BadInputException("structured pruning needs at least one of heads, channels, layers");
+        var groups = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Heads) ? (int)SparsityRule.PrunedUpTo(sparsity, c.KvHeadsIn(l)) : 0).ToArray();
+        var channels = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Channels) ? (int)SparsityRule.PrunedUpTo(sparsity, c.FeedForwardIn(l)) : 0).ToArray();
+        int layers = methods.Contains(StructuredMethod.Layers) ? (int)SparsityRule.PrunedUpTo(sparsity, c.BlockCount) : 0;
+        return Combine(c, importance, groups, channels, layers, sparsity);
+    }
+
     /// <summary>
     /// Removes round(<paramref name="sparsity"/> · units) of the prunable units: KV groups or channels of every layer (each
     /// layer its own lowest-scoring ones), or blocks (the lowest block influence). Refuses a share that would remove

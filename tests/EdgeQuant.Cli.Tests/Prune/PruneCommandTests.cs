@@ -85,7 +85,7 @@ public sealed class PruneCommandTests : IDisposable
     [InlineData("--method", "obs")]
     [InlineData("--exclude", "(")]
     [InlineData("--exclude", ".*")]
-    [InlineData("--format", "onnx")]
+    [InlineData("--format", "safetensors")]
     [InlineData("--calib-seq-len", "100000")]
     public void Bad_input_exits_2_and_writes_nothing(string option, string value)
     {

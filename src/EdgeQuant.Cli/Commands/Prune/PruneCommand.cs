@@ -17,19 +17,26 @@ public sealed record PruneTensorReport(string Name, long[] Shape, long Pruned, l
 
 /// <summary>
 /// Loads MODEL, tokenizes the calibration text when the method needs it, prunes with <see cref="ModelPruner"/> and
-/// writes the result with <see cref="GgufExporter"/> or <see cref="HfExporter"/> (which write to a temporary name and
-/// rename, so an interrupted run leaves nothing).
+/// writes the result with <see cref="GgufExporter"/>, <see cref="HfExporter"/> or the ONNX exporter (which write to a
+/// temporary name and rename, so an interrupted run leaves nothing). One method per mode: unstructured/N:M here,
+/// structured (heads, channels, layers) in PruneCommand.Structured.cs.
 /// </summary>
-public sealed class PruneCommand(CliContext context, PruneCommandOptions options) : ICliCommand
+public sealed partial class PruneCommand(CliContext context, PruneCommandOptions options) : ICliCommand
 {
     private const int DefaultSeqLen = 512;
 
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
+        if (StructuredPlanner.TryParseMethods(options.Method, out var units)) return await ExecuteStructuredAsync(units, cancellationToken);
+        return await ExecuteUnstructuredAsync(cancellationToken);
+    }
+
+    /// <summary>magnitude, wanda, sparsegpt: zeros inside the weights, shapes unchanged.</summary>
+    private async Task<int> ExecuteUnstructuredAsync(CancellationToken cancellationToken)
+    {
         // Everything that can be refused without reading the model is checked first.
         var method = ModelPruner.ParseMethod(options.Method);
-        string format = options.Format.ToLowerInvariant();
-        if (format is not ("gguf" or "hf")) throw new BadInputException($"--format: '{options.Format}' is not one of gguf, hf");
+        string format = CheckFormat(options.Format);
         NmPattern? pattern = options.Pattern is null ? null : NmPattern.Parse(options.Pattern);
         double sparsity = options.Sparsity ?? pattern?.Sparsity ?? 0.5;
         SparsityRule.Check(sparsity);
@@ -93,19 +100,7 @@ public sealed class PruneCommand(CliContext context, PruneCommandOptions options
             });
             var result = ModelPruner.Prune(model, tokens, o, relay, ct);
             var writing = progress.AddTask($"writing {format}", 1);
-            Action<int, int> step = (_, total) => writing.Increment(1.0 / total);
-            long bytes;
-            string written;
-            if (format == "gguf")
-            {
-                var r = GgufExporter.Export(result.Model, options.OutputPath, new GgufExportOptions { Overwrite = options.Force, TensorWritten = step }, ct);
-                (written, bytes) = (r.Path, r.FileBytes);
-            }
-            else
-            {
-                var h = HfExporter.Export(result.Model, options.OutputPath, new HfExportOptions { Overwrite = options.Force, TensorWritten = step }, ct);
-                (written, bytes) = (h.Folder, h.SafetensorsBytes);
-            }
+            var (written, bytes) = WriteOutput(result.Model, format, writing, ct);
             return new PruneReport(written, format, options.ModelPath, ModelPruner.Name(method), pattern?.Sparsity ?? sparsity, pattern?.ToString(),
                 result.CalibrationSamples, result.CalibrationTokens, result.PrunedWeights, result.TargetElements, model.ParameterCount, bytes,
                 Math.Round((DateTime.UtcNow - started).TotalSeconds, 3),

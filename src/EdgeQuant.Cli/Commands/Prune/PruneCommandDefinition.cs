@@ -4,8 +4,8 @@ using EdgeQuant.Cli.Framework;
 namespace EdgeQuant.Cli.Commands.Prune;
 
 /// <summary>
-/// <c>edgequant prune MODEL -o OUT --method magnitude|wanda|sparsegpt --sparsity 0.5 [--pattern 2:4] [--calib FILES]
-/// [--calib-samples N] [--calib-seq-len N] [--exclude RE] [--global] [--format gguf|hf] [--threads N] [--force] [--json]</c>.
+/// <c>edgequant prune MODEL -o OUT --method magnitude|wanda|sparsegpt|heads|channels|layers --sparsity 0.5 [--pattern 2:4]
+/// [--calib FILES] [--calib-samples N] [--calib-seq-len N] [--exclude RE] [--global] [--format gguf|hf|onnx] [--threads N] [--force] [--json]</c>.
 /// </summary>
 public sealed class PruneCommandDefinition : Command
 {
@@ -23,14 +23,14 @@ public sealed class PruneCommandDefinition : Command
 
     public Option<string> Method { get; } = new("--method", "-m")
     {
-        Description = "magnitude (|W|), wanda (|W|·‖X_j‖, per output row) or sparsegpt (Hessian-based with weight updates); wanda and sparsegpt need --calib.",
+        Description = "Unstructured: magnitude (|W|), wanda (|W|·‖X_j‖, per output row) or sparsegpt (Hessian-based with weight updates). Structured, giving a smaller dense model: heads (KV-head groups), channels (FFN channels), layers, or a mix such as heads,channels. All but magnitude need --calib.",
         DefaultValueFactory = _ => "magnitude",
-        HelpName = "magnitude|wanda|sparsegpt",
+        HelpName = "METHOD",
     };
 
     public Option<double?> Sparsity { get; } = new("--sparsity", "-s")
     {
-        Description = "Fraction of each pruned tensor's weights set to zero, in [0, 1) (default 0.5; with --pattern it must equal (M-N)/M if given).",
+        Description = "Fraction of each pruned tensor's weights set to zero, in [0, 1) (default 0.5; with --pattern it must equal (M-N)/M if given). heads/channels/layers (required there): the share of each layer's KV groups / FFN channels, or of the layers, removed.",
         HelpName = "S",
     };
 
@@ -73,9 +73,9 @@ public sealed class PruneCommandDefinition : Command
 
     public Option<string> Format { get; } = new("--format")
     {
-        Description = "gguf (one file) or hf (a safetensors folder).",
+        Description = "gguf (one file), hf (a safetensors folder) or onnx (a folder, as edgequant export writes it).",
         DefaultValueFactory = _ => "gguf",
-        HelpName = "gguf|hf",
+        HelpName = "gguf|hf|onnx",
     };
 
     public Option<int?> Threads { get; } = new("--threads", "-t")
@@ -98,7 +98,7 @@ public sealed class PruneCommandDefinition : Command
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public PruneCommandDefinition(CliContext context)
-        : base("prune", "Prune a model's linear weights (magnitude, Wanda, SparseGPT; unstructured or N:M) and write it as GGUF or HF.")
+        : base("prune", "Prune a model: zero linear weights (magnitude, Wanda, SparseGPT; unstructured or N:M) or remove heads, FFN channels or layers; write GGUF, HF or ONNX.")
     {
         Add(Model);
         Add(Output);
