@@ -1,0 +1,166 @@
+using EdgeQuant.Compression.OnnxQuant;
+using EdgeQuant.Export.Onnx;
+using EdgeQuant.Export.Onnx.Quant;
+using EdgeQuant.Fixtures;
+using EdgeQuant.Formats.Onnx.Proto;
+using EdgeQuant.Models;
+using EdgeQuant.Models.Engine;
+using EdgeQuant.Runtimes.OnnxRuntime;
+using EdgeQuant.Testing;
+using Xunit.Abstractions;
+using DataType = EdgeQuant.Formats.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace EdgeQuant.Export.Tests.Onnx;
+
+/// <summary>
+/// 4-bit weight-only export: EdgeQuant's packing run by the real ONNX Runtime MatMulNBits kernel, and whole decoders
+/// exported with <see cref="MatMulNBitsLowering"/> compared with the engine running <see cref="Int4FakeQuant"/>'s
+/// weights.
+/// </summary>
+/// <remarks>
+/// Debian's onnx 1.12 checker has no schema for com.microsoft ops: <c>check_model(full_check=True)</c> still checks the
+/// whole graph's structure (every value defined before use, initializers, the standard ops and their shapes), but it
+/// does not judge MatMulNBits' attributes or input shapes. ORT does, when it loads the model (its CheckInputs refuses
+/// a wrong B/scales/zero_points shape), so the ORT runs below are the validator for those nodes.
+/// </remarks>
+public sealed class MatMulNBitsTests(ITestOutputHelper output)
+{
+    // x·dequant(W)ᵀ in ORT (float FMA over dequantized blocks) vs the same product in double here: only float rounding
+    // of K ≤ 300 products separates them (~1e-7 measured); 1e-5 is the bound asked for.
+    private const double KernelTolerance = 1e-5;
+
+    // ORT on the exported graph vs the engine on the fake-quantized weights: same weights, both float, different
+    // summation orders, as the FP32 export (OnnxExportTests' 1e-4).
+    private const double LogitsTolerance = 1e-4;
+
+    public static TheoryData<int, bool, int, int, bool> KernelCases => new()
+    {
+        { 32, true, 64, 8, false },
+        { 32, false, 40, 7, true },   // K = 40: second block 8 real + 24 padding; odd N; bias
+        { 32, true, 172, 5, false },  // stories260K's ffn_down width: 6 blocks, last one 12 real
+        { 64, true, 172, 9, true },
+        { 64, false, 172, 9, false },
+        { 64, false, 64, 3, false },
+        { 128, true, 300, 3, false }, // 3 blocks, last 44 real; odd block count (zero points: half a byte unused)
+        { 128, false, 300, 3, true },
+        { 128, false, 64, 11, false }, // K < block: one block, half padding
+    };
+
+    [OnnxExportTheory]
+    [MemberData(nameof(KernelCases))]
+    public void Ort_matmulnbits_on_our_blocks_equals_x_times_our_dequantized_weights(int block, bool symmetric, int k, int n, bool bias)
+    {
+        var rng = new Random(block * 1000 + k * 10 + n);
+        var w = Enumerable.Range(0, n * k).Select(_ => (float)(rng.NextDouble() * 2 - 1) * (rng.NextDouble() < 0.02 ? 4 : 1)).ToArray();
+        var biasValues = bias ? Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray() : null;
+        const int m = 6;
+        var x = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var q = Int4Quantization.Quantize(w, n, k, block, symmetric);
+        var deq = q.Dequantize();
+
+        using var b = new OnnxGraphBuilder("matmulnbits");
+        b.Input("A", DataType.Float, "batch", "seq", (long)k);
+        string? biasName = biasValues is null ? null : b.Initializer("w.bias", biasValues, n);
+        var lowering = new MatMulNBitsLowering(new Int4WeightOptions { BlockSize = block, Symmetric = symmetric, Layers = new LayerSelection(includeLmHead: true) });
+        string y = lowering.Emit(b, new OnnxLinear("blk.0.ffn_down", "A", w, n, k, biasName, "blk.0.ffn_down.weight"))!;
+        b.Node("Identity", [y], ["Y"]);
+        b.Output("Y", DataType.Float, "batch", "seq", (long)n);
+        var proto = b.Build("test", "0");
+        var node = proto.Graph.Node.Single(nd => nd.OpType == "MatMulNBits");
+        Assert.Equal("com.microsoft", node.Domain);
+        Assert.Contains(proto.OpsetImport, o => o.Domain == "com.microsoft" && o.Version == 1);
+        Assert.Equal(symmetric ? 3 : 4, node.Input.Count(i => i.Length > 0) - (bias ? 1 : 0));
+        using var temp = new TempDir("eq-nbits");
+        var path = temp.File("m.onnx");
+        OnnxGraphBuilder.Save(proto, path);
+        OnnxChecker.Check(path);
+
+        using var session = OrtSession.FromFile(path, new OrtSessionSettings { IntraOpThreads = 1 });
+        using var a = OrtValue.CreateTensor(x, [2, m / 2, k]);
+        using var result = session.Run(("A", a));
+        var actual = result["Y"].GetTensorData<float>().ToArray();
+        var expected = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = biasValues?[o] ?? 0;
+                for (int j = 0; j < k; j++) s += (double)x[i * k + j] * deq[o * k + j];
+                expected[i * n + o] = (float)s;
+            }
+        double rel = Numbers.RelativeL2(actual, expected);
+        // The quantized product must differ from the float one (it is 4-bit), by what 4-bit blocks cost.
+        var exact = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = biasValues?[o] ?? 0;
+                for (int j = 0; j < k; j++) s += (double)x[i * k + j] * w[o * k + j];
+                exact[i * n + o] = (float)s;
+            }
+        double quantError = Numbers.RelativeL2(actual, exact);
+        output.WriteLine($"block {block} {(symmetric ? "sym" : "asym")} K {k} N {n}{(bias ? " bias" : "")}: ORT vs x·dequant(W) {rel:E2}; vs float W {quantError:E2}");
+        Assert.InRange(rel, 0, KernelTolerance);
+        Assert.InRange(quantError, 1e-3, 0.3);
+    }
+
+    public static TheoryData<string, FixtureSpec, int, bool> Fixtures => new()
+    {
+        { "llama gqa tied, ffn 172", new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 172, Vocab = 300, Seed = 61 }, 32, true },
+        { "llama untied, head included", new FixtureSpec { Layers = 2, Embd = 96, Heads = 4, KvHeads = 1, HeadDim = 32, Ffn = 80, Vocab = 320, Untied = true, Seed = 62 }, 64, false },
+        { "qwen2 biases", new FixtureSpec { Arch = FixtureArch.Qwen2, Layers = 2, Embd = 96, Heads = 6, KvHeads = 2, Ffn = 120, Vocab = 300, RopeTheta = 1e6f, Seed = 63 }, 128, false },
+        { "gpt2 fused qkv", new FixtureSpec { Arch = FixtureArch.Gpt2, Layers = 2, Embd = 64, Heads = 4, KvHeads = 4, Ffn = 256, Vocab = 320, ContextLength = 64, Seed = 64 }, 32, false },
+    };
+
+    [OnnxExportTheory]
+    [MemberData(nameof(Fixtures))]
+    public void Exported_fixture_runs_matmulnbits_in_ort_and_matches_the_fake_quantized_engine(string name, FixtureSpec spec, int block, bool symmetric)
+    {
+        using var temp = new TempDir("eq-nbits");
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        bool head = name.Contains("head included");
+        var options = new Int4WeightOptions { BlockSize = block, Symmetric = symmetric, Layers = new LayerSelection(includeLmHead: head) };
+        var lowering = new MatMulNBitsLowering(options);
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        OnnxChecker.Check(r.ModelPath);
+        int perBlock = spec.Arch == FixtureArch.Gpt2 ? 6 : 7;
+        Assert.Equal(spec.Layers * perBlock + (head ? 1 : 0), lowering.QuantizedLayers.Count);
+
+        var tokens = Numbers.RandomTokens(24, spec.Vocab, (int)spec.Seed);
+        using var fake = Int4FakeQuant.Create(model, options);
+        Assert.Null(fake.Hook);
+        var expected = ReferenceEngine.Load(fake.Model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
+        var fp32 = ReferenceEngine.Load(model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
+        var optimized = temp.File("optimized.onnx");
+        float[] actual;
+        using (var session = OrtSession.FromFile(r.ModelPath, new OrtSessionSettings { IntraOpThreads = 1, OptimizedModelPath = optimized }))
+        using (var runner = new OrtLogitsRunner(session))
+        {
+            actual = new float[tokens.Length * spec.Vocab];
+            runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), actual);
+        }
+        double rel = Numbers.RelativeL2(actual, expected), fromFp32 = Numbers.RelativeL2(actual, fp32);
+        output.WriteLine($"{name}: ORT MatMulNBits vs fake-quant engine {rel:E2}; vs FP32 engine {fromFp32:E2}");
+        Assert.InRange(rel, 0, LogitsTolerance);
+        Assert.True(fromFp32 > 10 * rel, "the 4-bit model should differ from the FP32 one far more than from its simulation");
+        AssertOptimizedGraphIsQuantized(optimized, lowering.QuantizedLayers);
+    }
+
+    /// <summary>
+    /// ORT's optimized graph keeps one MatMulNBits per quantized layer, and no float MatMul/Gemm computes a quantized
+    /// layer: the float matrix products left are attention's (q·kᵀ, p·v) and, when excluded, the LM head.
+    /// </summary>
+    internal static void AssertOptimizedGraphIsQuantized(string optimizedPath, IReadOnlyList<string> quantizedLayers)
+    {
+        var graph = ModelProto.Parser.ParseFrom(File.ReadAllBytes(optimizedPath)).Graph;
+        var nbits = graph.Node.Where(nd => nd.OpType == "MatMulNBits").ToList();
+        Assert.Equal(quantizedLayers.Count, nbits.Count);
+        var weights = new HashSet<string>(graph.Initializer.Where(t => t.DataType == (int)DataType.Float).Select(t => t.Name));
+        foreach (var nd in graph.Node.Where(nd => nd.OpType is "MatMul" or "Gemm" or "FusedMatMul"))
+        {
+            Assert.DoesNotContain(nd.Input, i => quantizedLayers.Any(l => i.StartsWith(l + ".", StringComparison.Ordinal) && weights.Contains(i)));
+            bool attention = nd.Name.Contains("attn_scores") || nd.Name.Contains("attn_out") || nd.Input.Any(i => i.Contains("attn_probs") || i.Contains("attn_k"));
+            bool head = nd.Input.Any(i => i == "output.weight" || i == "token_embd.weight") && !quantizedLayers.Contains("output");
+            Assert.True(attention || head, $"float {nd.OpType} '{nd.Name}' ({string.Join(", ", nd.Input)}) is left in the optimized graph");
+        }
+    }
+}
