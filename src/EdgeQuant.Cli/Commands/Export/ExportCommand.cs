@@ -22,8 +22,14 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
             throw new BadInputException("--outtype applies to gguf and hf; ONNX export takes --dtype");
         if (format != "onnx" && options.Dtype is not null)
             throw new BadInputException("--dtype applies to --format onnx; gguf and hf take --outtype");
-        if (format == "onnx" && options.Dtype is not null && !options.Dtype.Equals("fp32", StringComparison.OrdinalIgnoreCase))
-            throw new BadInputException($"--dtype: '{options.Dtype}' is not supported yet (fp32)");
+        OnnxWeightType weightType = options.Dtype?.ToLowerInvariant() switch
+        {
+            null or "fp32" => OnnxWeightType.Float32,
+            "fp16" => OnnxWeightType.Float16,
+            _ => throw new BadInputException($"--dtype: '{options.Dtype}' is not one of fp32, fp16"),
+        };
+        if (options.KvCache is null) throw new BadInputException("--kv-cache and --no-kv-cache contradict each other; give one");
+        if (format != "onnx" && options.KvCache is false) throw new BadInputException("--no-kv-cache applies to --format onnx");
         TensorType? outType = options.OutType is null ? null : ExportTypes.Parse(options.OutType);
         // Checked before loading, so a refused output costs nothing; the exporters check again.
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
@@ -38,8 +44,12 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
             if (format == "onnx")
             {
                 var o = OnnxExporter.Export(model, options.OutputPath,
-                    new OnnxExportOptions { Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step }, ct);
-                return new ExportReport("onnx", o.Folder, options.ModelPath, o.WeightCount, o.WeightBytes, null, "F32");
+                    new OnnxExportOptions
+                    {
+                        Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step,
+                        WeightType = weightType, KvCache = options.KvCache.Value,
+                    }, ct);
+                return new ExportReport("onnx", o.Folder, options.ModelPath, o.WeightCount, o.WeightBytes, null, weightType == OnnxWeightType.Float16 ? "F16" : "F32");
             }
             if (format == "gguf")
             {

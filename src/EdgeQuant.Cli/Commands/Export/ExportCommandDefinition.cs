@@ -3,7 +3,7 @@ using EdgeQuant.Cli.Framework;
 
 namespace EdgeQuant.Cli.Commands.Export;
 
-/// <summary><c>edgequant export MODEL --format gguf|hf|onnx -o OUT [--outtype f32|f16|bf16] [--dtype fp32] [--force] [--allow-nonfinite] [--tokenizer FILE] [--json]</c>.</summary>
+/// <summary><c>edgequant export MODEL --format gguf|hf|onnx -o OUT [--outtype f32|f16|bf16] [--dtype fp32|fp16] [--kv-cache|--no-kv-cache] [--force] [--allow-nonfinite] [--tokenizer FILE] [--json]</c>.</summary>
 public sealed class ExportCommandDefinition : Command
 {
     public Argument<string> Model { get; } = new("MODEL")
@@ -33,8 +33,18 @@ public sealed class ExportCommandDefinition : Command
 
     public Option<string?> Dtype { get; } = new("--dtype")
     {
-        Description = "ONNX only: the graph's float type (fp32).",
-        HelpName = "fp32",
+        Description = "ONNX only: how weight matrices are stored: fp32 (default) or fp16 (half the file; cast to fp32 in the graph, so the math stays fp32 on fp16-rounded weights, which is what ONNX Runtime's CPU provider runs fastest).",
+        HelpName = "fp32|fp16",
+    };
+
+    public Option<bool> KvCache { get; } = new("--kv-cache")
+    {
+        Description = "ONNX only: past_key_values.N.key/value inputs and present.N.key/value outputs (the default).",
+    };
+
+    public Option<bool> NoKvCache { get; } = new("--no-kv-cache")
+    {
+        Description = "ONNX only: a graph without past/present values, that takes the whole sequence on every call.",
     };
 
     public Option<bool> Force { get; } = new("--force")
@@ -56,13 +66,15 @@ public sealed class ExportCommandDefinition : Command
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public ExportCommandDefinition(CliContext context)
-        : base("export", "Convert a model to GGUF, a Hugging Face folder (F32, F16 or BF16) or an ONNX folder (FP32, KV cache).")
+        : base("export", "Convert a model to GGUF, a Hugging Face folder (F32, F16 or BF16) or an ONNX folder (FP32 or FP16 weights, with or without a KV cache).")
     {
         Add(Model);
         Add(Format);
         Add(Output);
         Add(OutType);
         Add(Dtype);
+        Add(KvCache);
+        Add(NoKvCache);
         Add(Force);
         Add(AllowNonFinite);
         Add(Tokenizer);
@@ -73,6 +85,7 @@ public sealed class ExportCommandDefinition : Command
             OutputPath: parseResult.GetRequiredValue(Output),
             OutType: parseResult.GetValue(OutType),
             Dtype: parseResult.GetValue(Dtype),
+            KvCache: parseResult.GetValue(NoKvCache) ? (parseResult.GetValue(KvCache) ? null : false) : true,
             Force: parseResult.GetValue(Force),
             AllowNonFinite: parseResult.GetValue(AllowNonFinite),
             TokenizerPath: parseResult.GetValue(Tokenizer),
@@ -80,4 +93,6 @@ public sealed class ExportCommandDefinition : Command
     }
 }
 
-public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, string? Dtype, bool Force, bool AllowNonFinite, string? TokenizerPath, bool Json);
+/// <param name="KvCache">True (default, or --kv-cache), false (--no-kv-cache), null when both were given (refused).</param>
+public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, string? Dtype, bool? KvCache, bool Force, bool AllowNonFinite,
+    string? TokenizerPath, bool Json);
