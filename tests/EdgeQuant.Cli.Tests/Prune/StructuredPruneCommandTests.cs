@@ -2,6 +2,7 @@ using System.Text.Json;
 using EdgeQuant.Cli.Tests.Infrastructure;
 using EdgeQuant.Compression.Pruning;
 using EdgeQuant.Export.Onnx;
+using EdgeQuant.Fixtures;
 using EdgeQuant.Models;
 using EdgeQuant.Models.Tokenizers;
 using EdgeQuant.Runtimes.Evaluation;
@@ -60,6 +61,22 @@ public sealed class StructuredPruneCommandTests : IDisposable
         Assert.Equal(3, r.StdOut.Split('\n').Count(l => l.StartsWith("blk.", StringComparison.Ordinal)));
         Assert.True(File.Exists(Path.Combine(output, OnnxExporter.ModelFileName)));
         Assert.True(File.Exists(Path.Combine(output, "tokenizer.json")));
+    }
+
+    [SharedDataFact(Text)]
+    public void Gpt2_heads_are_refused_before_calibration()
+    {
+        var spec = new FixtureSpec { Arch = FixtureArch.Gpt2, Layers = 2, Embd = 64, Heads = 4, KvHeads = 4, Ffn = 128, Vocab = 320, ContextLength = 64 };
+        string gguf = FixtureMaker.Write(spec, _dir.File("fixture"), FixtureFormats.Gguf).GgufPath!, output = _dir.File("gpt2.gguf");
+        var r = CliRunner.Run("prune", gguf, "-o", output, "--method", "heads", "--sparsity", "0.5", "--calib", SharedData.Require(Text), "--calib-seq-len", "32");
+        Assert.True(r.ExitCode == 2, r.ToString());
+        Assert.Contains("GPT-2", r.StdErr);
+        Assert.False(File.Exists(output));
+        var ok = CliRunner.Run("prune", gguf, "-o", output, "--method", "channels", "--sparsity", "0.5", "--calib", SharedData.Require(Text),
+            "--calib-seq-len", "32", "--calib-samples", "2");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        using var written = ModelLoader.Load(output);
+        Assert.Equal(64, written.Config.FeedForwardLength);
     }
 
     [SharedDataTheory(Stories, Text)]

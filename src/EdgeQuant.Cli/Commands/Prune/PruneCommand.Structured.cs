@@ -57,6 +57,9 @@ public sealed partial class PruneCommand
             var loading = progress.AddTask("loading model", 1);
             using var model = context.LoadModel(options.ModelPath, options.TokenizerPath);
             loading.Increment(1);
+            // GGUF and HF derive GPT-2's head size from n_embd / n_head, so a GPT-2 with fewer heads has no file to go to.
+            if (model.Config.Architecture == Architecture.Gpt2 && units.Contains(StructuredMethod.Heads))
+                throw new BadInputException($"{options.ModelPath}: GPT-2 files derive the head size from n_embd / n_head, so its heads cannot be pruned; prune channels or layers");
             var calib = CalibrationTokens(model, texts);
             var o = new CalibrationOptions
             {
