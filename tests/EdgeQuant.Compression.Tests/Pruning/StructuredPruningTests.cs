@@ -100,6 +100,34 @@ public class StructuredPruningTests(ITestOutputHelper output)
         Assert.Equal(q.AsSpan(2 * hd * e, 4 * hd * e).ToArray(), pq.ToFloat32());
     }
 
+    /// <summary>The pruned model written as GGUF and as an HF folder (which un-permutes Q/K per head) reloads with the same logits.</summary>
+    [Theory]
+    [InlineData(FixtureArch.Llama)]
+    [InlineData(FixtureArch.Qwen2)]
+    public void Pruned_model_round_trips_through_gguf_and_hf(FixtureArch arch)
+    {
+        using var temp = new TempDir("eq-struct");
+        var spec = new FixtureSpec { Arch = arch, Layers = 3, Embd = 64, Heads = 8, KvHeads = 4, Ffn = 100, Vocab = 300, Seed = 84 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        var c = model.Config;
+        var plan = new StructuredPlan([
+            LayerPlan.Dense(c, 0).WithoutGroups([0, 2]).WithoutChannels(Enumerable.Range(10, 40)),
+            LayerPlan.Removed,
+            LayerPlan.Dense(c, 2).WithoutGroups([3, 1]).WithoutChannels(Enumerable.Range(0, 40)),
+        ]);
+        var pruned = StructuredPruner.Apply(model, plan);
+        var tokens = Enumerable.Range(0, 30).Select(i => (i * 53 + 7) % c.VocabSize).ToArray();
+        var expected = Logits(pruned, tokens);
+        Export.GgufExporter.Export(pruned, temp.File("p.gguf"));
+        Export.HfExporter.Export(pruned, temp.File("hf"));
+        foreach (var path in new[] { temp.File("p.gguf"), temp.File("hf") })
+        {
+            using var back = ModelLoader.Load(path);
+            Assert.Equal((4, 2, 60, 2), (back.Config.HeadCount, back.Config.HeadCountKv, back.Config.FeedForwardLength, back.Config.BlockCount));
+            Assert.InRange(RelativeL2(Logits(back, tokens), expected), 0, 1e-6);
+        }
+    }
+
     [Fact]
     public void Different_widths_per_layer_give_per_layer_config_lists()
     {
