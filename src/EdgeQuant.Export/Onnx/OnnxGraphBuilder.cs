@@ -158,6 +158,19 @@ public sealed class OnnxGraphBuilder : IDisposable
         return tensor.Name;
     }
 
+    /// <summary>
+    /// The values of a float initializer written inline, e.g. a bias a quantized lowering re-encodes as INT32; false
+    /// when there is none of that name or its data went to the external file.
+    /// </summary>
+    public bool TryReadInlineFloats(string name, out float[] data)
+    {
+        data = [];
+        var t = _graph.Initializer.LastOrDefault(i => i.Name == name);
+        if (t is null || t.DataType != (int)TensorProto.Types.DataType.Float || t.DataLocation == TensorProto.Types.DataLocation.External) return false;
+        data = MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+        return true;
+    }
+
     /// <summary>An int64 constant (1-D, or a scalar when <paramref name="scalar"/>), shared by every user of the same values.</summary>
     public string Int64s(long[] values, bool scalar = false)
     {
