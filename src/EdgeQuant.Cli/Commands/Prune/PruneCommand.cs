@@ -27,6 +27,8 @@ public sealed partial class PruneCommand(CliContext context, PruneCommandOptions
 
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
+        if (options.Sensitivity is { Active: true } sensitivity) return await ExecuteSensitivityAsync(sensitivity, cancellationToken);
+        if (string.IsNullOrEmpty(options.OutputPath)) throw new BadInputException("-o/--output OUT is required (where to write the pruned model)");
         if (StructuredPlanner.TryParseMethods(options.Method, out var units)) return await ExecuteStructuredAsync(units, cancellationToken);
         return await ExecuteUnstructuredAsync(cancellationToken);
     }

@@ -16,8 +16,7 @@ public sealed class PruneCommandDefinition : Command
 
     public Option<string> Output { get; } = new("--output", "-o")
     {
-        Description = "Where to write the pruned model (a .gguf file, or a folder with --format hf).",
-        Required = true,
+        Description = "Where to write the pruned model (a .gguf file, or a folder with --format hf); with --sensitivity, the report (JSON, optional).",
         HelpName = "OUT",
     };
 
@@ -95,6 +94,34 @@ public sealed class PruneCommandDefinition : Command
         HelpName = "FILE",
     };
 
+    public Option<bool> Sensitivity { get; } = new("--sensitivity")
+    {
+        Description = "Measure instead of pruning: the KLD and PPL of the model with each layer, each KV-head group and each layer's least important 25/50/75 % of FFN channels removed alone, on --calib (default 32 sequences of 128 tokens); prints the ranking, writes the JSON report to -o.",
+    };
+
+    public Option<string?> Plan { get; } = new("--plan")
+    {
+        Description = "auto: remove the units with the least KLD per parameter saved (from --sensitivity-report, or measured on --calib) until the model has at most --target-params parameters.",
+        HelpName = "auto",
+    };
+
+    public Option<string?> TargetParams { get; } = new("--target-params")
+    {
+        Description = "--plan auto: the parameter count to reach (N, or 12.5M), or P% of the parameters to remove.",
+        HelpName = "N|P%",
+    };
+
+    public Option<string?> SensitivityReport { get; } = new("--sensitivity-report")
+    {
+        Description = "--plan auto: a report written by --sensitivity on this same model.",
+        HelpName = "FILE",
+    };
+
+    public Option<bool> Uniform { get; } = new("--uniform")
+    {
+        Description = "--plan auto: keep every layer at the same number of heads and FFN channels (a standard config) instead of per-layer widths.",
+    };
+
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public PruneCommandDefinition(CliContext context)
@@ -114,10 +141,15 @@ public sealed class PruneCommandDefinition : Command
         Add(Threads);
         Add(Force);
         Add(Tokenizer);
+        Add(Sensitivity);
+        Add(Plan);
+        Add(TargetParams);
+        Add(SensitivityReport);
+        Add(Uniform);
         Add(Json);
         this.SetCommand(parseResult => new PruneCommand(context, new PruneCommandOptions(
             ModelPath: parseResult.GetRequiredValue(Model),
-            OutputPath: parseResult.GetRequiredValue(Output),
+            OutputPath: parseResult.GetValue(Output) ?? "",
             Method: parseResult.GetValue(Method) ?? "magnitude",
             Sparsity: parseResult.GetValue(Sparsity),
             Pattern: parseResult.GetValue(Pattern),
@@ -130,9 +162,13 @@ public sealed class PruneCommandDefinition : Command
             Threads: parseResult.GetValue(Threads),
             Force: parseResult.GetValue(Force),
             TokenizerPath: parseResult.GetValue(Tokenizer),
-            Json: parseResult.GetValue(Json))));
+            Json: parseResult.GetValue(Json),
+            Sensitivity: new PruneSensitivityOptions(parseResult.GetValue(Sensitivity), parseResult.GetValue(Plan), parseResult.GetValue(TargetParams),
+                parseResult.GetValue(SensitivityReport), parseResult.GetValue(Uniform),
+                Options.Where(o => parseResult.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal)))));
     }
 }
 
 public sealed record PruneCommandOptions(string ModelPath, string OutputPath, string Method, double? Sparsity, string? Pattern, string[] Calib,
-    int CalibSamples, int? CalibSeqLen, string? Exclude, bool Global, string Format, int? Threads, bool Force, string? TokenizerPath, bool Json);
+    int CalibSamples, int? CalibSeqLen, string? Exclude, bool Global, string Format, int? Threads, bool Force, string? TokenizerPath, bool Json,
+    PruneSensitivityOptions? Sensitivity = null);
