@@ -88,6 +88,27 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
         Assert.Equal(["blk.1.ffn_down.weight", "output.weight"], floatOnWeights);
     }
 
+    [Fact]
+    public void Non_finite_weights_are_refused_naming_the_tensor()
+    {
+        // --allow-nonfinite lets NaN through the FP32 exporter, but an INT8 scale cannot be computed from it.
+        using var temp = new TempDir("eq-int8");
+        var spec = new FixtureSpec { Layers = 1, Embd = 32, Heads = 4, KvHeads = 2, Ffn = 64, Vocab = 300, Seed = 66 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        var tensors = model.Tensors.Select(t => t.Name != "blk.0.ffn_gate.weight" ? t : new ModelTensor
+        {
+            Name = t.Name, Shape = t.Shape, Type = Core.Tensors.TensorType.F32, SourceName = t.SourceName,
+            Storage = new ArrayTensorStorage(System.Runtime.InteropServices.MemoryMarshal.AsBytes(
+                t.ToFloat32().Select((v, i) => i == 3 ? float.NaN : v).ToArray().AsSpan()).ToArray()),
+        }).ToList();
+        using var bad = new Model(model.Config, tensors, model.Tokenizer, model.Provenance, model.Metadata);
+        var e = Assert.Throws<Core.Errors.BadInputException>(() => OnnxExporter.Export(bad, temp.File("o"),
+            new OnnxExportOptions { AllowNonFinite = true, Linear = new Int8DynamicLowering(new Int8DynamicOptions()) }));
+        Assert.Contains("blk.0.ffn_gate.weight", e.Message);
+        Assert.False(Directory.Exists(temp.File("o")));
+        Assert.Empty(Directory.GetDirectories(temp.Path, ".*.tmp"));
+    }
+
     [OnnxExportFact("models/stories260K/stories260K.gguf", "corpus/tinystories-sample.txt")]
     public void Stories260K_kld_of_ort_and_fake_quant_agree()
     {

@@ -55,7 +55,16 @@ public sealed class Int8DynamicLowering : IOnnxLinearLowering
             _quantized.Clear();
         }
 
-        var q = Int8Math.QuantizeWeights(l.Rows, l.OutDim, l.InDim, _options.PerChannel, _options.ReduceRange);
+        QuantizedMatrix q;
+        try
+        {
+            q = Int8Math.QuantizeWeights(l.Rows, l.OutDim, l.InDim, _options.PerChannel, _options.ReduceRange);
+        }
+        catch (Core.Errors.BadInputException e)
+        {
+            // NaN/Inf weights (exported with --allow-nonfinite) have no INT8 scale; name the tensor.
+            throw new Core.Errors.BadInputException($"tensor '{l.WeightName}': {e.Message}");
+        }
         string stem = l.WeightName.EndsWith(".weight", StringComparison.Ordinal) ? l.WeightName[..^".weight".Length] : l.WeightName;
         string w = b.Initializer(stem + ".weight_quantized", DataType.Int8, MemoryMarshal.AsBytes(q.Transposed().AsSpan()), l.InDim, l.OutDim);
         string wScale, wZero;
