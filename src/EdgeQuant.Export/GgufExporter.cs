@@ -75,31 +75,50 @@ public static class GgufExporter
     };
 
     /// <summary>
+    /// llama.cpp's architecture name for a config: <see cref="ArchitectureName(Architecture)"/>, except that a Llama
+    /// model whose layers differ in head counts or FFN width is <c>deci</c> (the architecture whose loader reads those
+    /// per layer; its graph is llama's). Refuses per-layer widths on other architectures.
+    /// </summary>
+    public static string ArchitectureName(ModelConfig c)
+    {
+        CanonicalTensors.CheckLayerWidths(c, "GGUF export");
+        return c.HasPerLayerWidths ? DeciArchitecture : ArchitectureName(c.Architecture);
+    }
+
+    /// <summary>llama.cpp's LLM_ARCH_DECI: Llama with per-layer <c>attention.head_count(_kv)</c> and <c>feed_forward_length</c> arrays.</summary>
+    public const string DeciArchitecture = "deci";
+
+    /// <summary>
     /// The <c>&lt;arch&gt;.*</c> hyperparameter keys llama.cpp reads for the architecture, in convert_hf_to_gguf's order
-    /// (without <c>general.architecture</c>).
+    /// (without <c>general.architecture</c>). Per-layer widths are written as <c>deci</c> with INT32 arrays (as
+    /// convert_hf_to_gguf writes DeciLM), plus key/value length and rope dimension spelled out: llama.cpp derives
+    /// their defaults from layer 0's head count, which need not be the model's.
     /// </summary>
     public static List<KeyValuePair<string, GgufValue>> ArchitectureMetadata(ModelConfig c)
     {
-        string arch = ArchitectureName(c.Architecture);
+        string arch = ArchitectureName(c);
+        bool perLayer = c.HasPerLayerWidths;
+        GgufValue PerLayer(Func<int, int> of, int uniform) =>
+            perLayer ? GgufValue.Array(Enumerable.Range(0, c.BlockCount).Select(of).ToArray()) : (uint)uniform;
         var md = new List<KeyValuePair<string, GgufValue>>
         {
             new($"{arch}.vocab_size", (uint)c.VocabSize),
             new($"{arch}.context_length", (uint)c.ContextLength),
             new($"{arch}.embedding_length", (uint)c.EmbeddingLength),
             new($"{arch}.block_count", (uint)c.BlockCount),
-            new($"{arch}.feed_forward_length", (uint)c.FeedForwardLength),
-            new($"{arch}.attention.head_count", (uint)c.HeadCount),
+            new($"{arch}.feed_forward_length", PerLayer(c.FeedForwardIn, c.FeedForwardLength)),
+            new($"{arch}.attention.head_count", PerLayer(c.HeadsIn, c.HeadCount)),
         };
         if (c.Architecture == Architecture.Gpt2)
         {
             md.Add(new($"{arch}.attention.layer_norm_epsilon", c.NormEpsilon));
             return md;
         }
-        md.Add(new($"{arch}.attention.head_count_kv", (uint)c.HeadCountKv));
+        md.Add(new($"{arch}.attention.head_count_kv", PerLayer(c.KvHeadsIn, c.HeadCountKv)));
         md.Add(new($"{arch}.rope.freq_base", c.RopeTheta));
         md.Add(new($"{arch}.rope.dimension_count", (uint)c.HeadDim));
         md.Add(new($"{arch}.attention.layer_norm_rms_epsilon", c.NormEpsilon));
-        if ((long)c.HeadDim * c.HeadCount != c.EmbeddingLength)
+        if (perLayer || (long)c.HeadDim * c.HeadCount != c.EmbeddingLength)
         {
             md.Add(new($"{arch}.attention.key_length", (uint)c.HeadDim));
             md.Add(new($"{arch}.attention.value_length", (uint)c.HeadDim));
@@ -129,7 +148,8 @@ public static class GgufExporter
             throw new BadInputException($"--outtype: GGUF export writes F32, F16 or BF16, not {ot}");
         ExportPaths.CheckOutput(model.Provenance.SourcePath, outputPath, options.Overwrite);
         if (Directory.Exists(outputPath)) throw new BadInputException($"{outputPath}: is a folder; a GGUF export writes one file");
-        ArchitectureName(model.Config.Architecture);
+        CanonicalTensors.CheckLayerWidths(model.Config, model.Provenance.SourcePath);
+        ArchitectureName(model.Config);
 
         var order = ExportOrder(model);
         // 1-D tensors (norms, biases) stay F32 as llama.cpp's converter keeps them: they are small and feed F32 ops.
@@ -159,7 +179,7 @@ public static class GgufExporter
     {
         var md = new List<KeyValuePair<string, GgufValue>>
         {
-            new(GgufConstants.ArchitectureKey, ArchitectureName(model.Config.Architecture)),
+            new(GgufConstants.ArchitectureKey, ArchitectureName(model.Config)),
             new("general.name", name ?? model.Provenance.Name ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.Provenance.SourcePath))),
             new("general.file_type", fileType),
             new("general.quantization_version", QuantizationVersion),

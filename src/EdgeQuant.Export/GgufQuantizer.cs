@@ -6,6 +6,7 @@ using EdgeQuant.Core.Quantization;
 using EdgeQuant.Core.Tensors;
 using EdgeQuant.Formats.Gguf;
 using EdgeQuant.Models;
+using EdgeQuant.Models.Loading;
 
 namespace EdgeQuant.Export;
 
@@ -75,8 +76,9 @@ public static class GgufQuantizer
         var clock = Stopwatch.StartNew();
         ExportPaths.CheckOutput(model.Provenance.SourcePath, outputPath, options.Overwrite);
         if (Directory.Exists(outputPath)) throw new BadInputException($"{outputPath}: is a folder; quantize writes one GGUF file");
-        GgufExporter.ArchitectureName(model.Config.Architecture);
         string source = model.Provenance.SourcePath;
+        CanonicalTensors.CheckLayerWidths(model.Config, source);
+        GgufExporter.ArchitectureName(model.Config);
 
         // llama_model_quantize's order (its loader's weight map), which its per-layer counters also follow.
         var order = QuantizationPolicy.LlamaQuantizeOrder(model.Tensors.Select(t => t.Name).ToList()).Select(i => model.Tensors[i]).ToList();

@@ -51,6 +51,10 @@ public static class HfExporter
         if (File.Exists(outputDir)) throw new BadInputException($"{outputDir}: is a file; a Hugging Face export writes a folder");
         var config = model.Config;
         var family = FamilyOf(config);
+        // transformers' LlamaConfig has one num_attention_heads / num_key_value_heads / intermediate_size for all layers.
+        if (config.HasPerLayerWidths)
+            throw new BadInputException(
+                $"{model.Provenance.SourcePath}: its layers differ in attention heads or FFN width (a structurally pruned model), which a Hugging Face {family} config.json cannot describe; export it as GGUF (llama.cpp's 'deci') or ONNX instead");
 
         var plan = new List<(ModelTensor Tensor, string HfName, HfLayout Layout, TensorType Type)>();
         foreach (var t in GgufExporter.ExportOrder(model))

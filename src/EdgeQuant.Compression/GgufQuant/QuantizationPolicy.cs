@@ -288,15 +288,20 @@ public static class QuantizationPolicy
         public readonly int NLayer = config.BlockCount;
         public bool HasTiedEmbeddings = true;
 
-        /// <summary>hparams.n_gqa(): n_head / n_head_kv (integer division), 0 without KV heads.</summary>
-        public int NGqa => Config.HeadCountKv == 0 ? 0 : Config.HeadCount / Config.HeadCountKv;
+        /// <summary>
+        /// hparams.n_gqa(): n_head / n_head_kv (integer division), 0 without KV heads. Its default argument is layer 0,
+        /// so a model with per-layer widths (written as deci) uses layer 0's counts, not the largest.
+        /// </summary>
+        public int NGqa => Config.KvHeadsIn(0) == 0 ? 0 : Config.HeadsIn(0) / Config.KvHeadsIn(0);
 
         /// <summary>
         /// model.type == LLM_TYPE_70B, as the architectures' load_hparams set it: llama with 80 layers and GQA
-        /// (80 layers without GQA is 65B), qwen2 with 80 layers. GPT-2 never.
+        /// (80 layers without GQA is 65B), deci (a Llama with per-layer widths, as GgufExporter writes it) and qwen2 with
+        /// 80 layers. GPT-2 never.
         /// </summary>
         public bool Is70B => Config.BlockCount == 80 && Config.Architecture switch
         {
+            Architecture.Llama when Config.HasPerLayerWidths => true,
             Architecture.Llama => Config.HeadCount != Config.HeadCountKv,
             Architecture.Qwen2 => true,
             _ => false,

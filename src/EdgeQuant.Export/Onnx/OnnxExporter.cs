@@ -119,7 +119,8 @@ public static class OnnxExporter
             if (!ok) throw new BadInputException($"{src}: model config {what} cannot be exported to ONNX");
         }
         Check(c.VocabSize > 0 && c.EmbeddingLength > 0 && c.BlockCount > 0 && c.FeedForwardLength > 0, "sizes (vocab, n_embd, n_layer, n_ff)");
-        Check(c.HeadCount > 0 && c.HeadCountKv > 0 && c.HeadCount % c.HeadCountKv == 0, $"n_head {c.HeadCount} / n_head_kv {c.HeadCountKv}");
+        CanonicalTensors.CheckLayerWidths(c, src);
+        Check(c.HeadCount > 0 && c.HeadCountKv > 0 && (c.HasPerLayerWidths || c.HeadCount % c.HeadCountKv == 0), $"n_head {c.HeadCount} / n_head_kv {c.HeadCountKv}");
         Check(c.HeadDim > 0 && (c.Architecture == Architecture.Gpt2 || c.HeadDim % 2 == 0), $"head_dim {c.HeadDim}");
         Check(c.NormEpsilon > 0 && float.IsFinite(c.NormEpsilon), $"norm epsilon {c.NormEpsilon}");
         Check(c.Architecture == Architecture.Gpt2 || (c.RopeTheta > 1 && float.IsFinite(c.RopeTheta)), $"rope_theta {c.RopeTheta}");
@@ -140,6 +141,15 @@ public static class OnnxExporter
         yield return ("edgequant.dtype", options.Linear?.Scheme ?? (options.WeightType == OnnxWeightType.Float16 ? "fp16" : "fp32"));
         // Q/K rows are written in rotate-half order whatever the source layout; a reader mapping weights back needs to know.
         if (c.Architecture != Architecture.Gpt2) yield return ("edgequant.rope_layout", "rotate_half");
+        // genai_config.json holds one num_key_value_heads (the largest is written there): the per-layer widths of a
+        // structurally pruned model go here, comma-separated, one entry per layer (genai_config refuses unknown keys).
+        if (c.HasPerLayerWidths)
+        {
+            string List(Func<int, int> of) => string.Join(",", Enumerable.Range(0, c.BlockCount).Select(of));
+            yield return ("edgequant.layer_num_attention_heads", List(c.HeadsIn));
+            yield return ("edgequant.layer_num_key_value_heads", List(c.KvHeadsIn));
+            yield return ("edgequant.layer_intermediate_size", List(c.FeedForwardIn));
+        }
         yield return ("edgequant.weight_layout", "MatMul weights stored transposed [in, out] under llama.cpp tensor names");
     }
 
@@ -175,9 +185,10 @@ public static class OnnxExporter
                 w.WriteString("present_value_names", "present.%d.value");
             }
             w.WriteEndObject();
-            w.WriteNumber("num_attention_heads", c.HeadCount);
+            // One value each: with per-layer widths the largest (the per-layer lists are in model.onnx's metadata).
+            w.WriteNumber("num_attention_heads", Enumerable.Range(0, c.BlockCount).Max(c.HeadsIn));
             w.WriteNumber("num_hidden_layers", c.BlockCount);
-            w.WriteNumber("num_key_value_heads", c.HeadCountKv);
+            w.WriteNumber("num_key_value_heads", Enumerable.Range(0, c.BlockCount).Max(c.KvHeadsIn));
             w.WriteEndObject();
             if (tokenizer?.EosId is { } eos) w.WriteNumber("eos_token_id", eos);
             if (tokenizer?.PaddingId is { } pad) w.WriteNumber("pad_token_id", pad);
@@ -214,14 +225,14 @@ public static class OnnxExporter
         {
             _b = b;
             var c = _c;
-            int kv = c.HeadCountKv, hd = c.HeadDim;
+            int hd = c.HeadDim;
             b.Input("input_ids", DataType.Int64, Batch, Seq);
             b.Input("attention_mask", DataType.Int64, Batch, Total);
             b.Input("position_ids", DataType.Int64, Batch, Seq);
             for (int l = 0; l < CachedLayers; l++)
             {
-                b.Input($"past_key_values.{l}.key", DataType.Float, Batch, (long)kv, Past, (long)hd);
-                b.Input($"past_key_values.{l}.value", DataType.Float, Batch, (long)kv, Past, (long)hd);
+                b.Input($"past_key_values.{l}.key", DataType.Float, Batch, (long)c.KvHeadsIn(l), Past, (long)hd);
+                b.Input($"past_key_values.{l}.value", DataType.Float, Batch, (long)c.KvHeadsIn(l), Past, (long)hd);
             }
 
             string embd = Weight("token_embd.weight", [c.VocabSize, c.EmbeddingLength], transpose: false);
@@ -260,8 +271,8 @@ public static class OnnxExporter
             b.Output("logits", DataType.Float, Batch, Seq, (long)c.VocabSize);
             for (int l = 0; l < CachedLayers; l++)
             {
-                b.Output($"present.{l}.key", DataType.Float, Batch, (long)kv, Total, (long)hd);
-                b.Output($"present.{l}.value", DataType.Float, Batch, (long)kv, Total, (long)hd);
+                b.Output($"present.{l}.key", DataType.Float, Batch, (long)c.KvHeadsIn(l), Total, (long)hd);
+                b.Output($"present.{l}.value", DataType.Float, Batch, (long)c.KvHeadsIn(l), Total, (long)hd);
             }
             var unused = model.Tensors.Select(t => t.Name).Where(n => !_used.Contains(n)).ToList();
             if (unused.Count > 0)
@@ -326,10 +337,10 @@ public static class OnnxExporter
             var b = _b;
             var c = _c;
             string p = $"blk.{l}.";
-            int d = c.EmbeddingLength, hd = c.HeadDim, heads = c.HeadCount, kvHeads = c.HeadCountKv, qDim = heads * hd, kvDim = kvHeads * hd;
+            int d = c.EmbeddingLength, hd = c.HeadDim, heads = c.HeadsIn(l), kvHeads = c.KvHeadsIn(l), qDim = heads * hd, kvDim = kvHeads * hd;
 
             string h = Norm(x, p + "attn_norm");
-            var (wq, bq, wk, bk, wv, bv) = Projections(p, d, qDim, kvDim);
+            var (wq, bq, wk, bk, wv, bv) = Projections(p, d, heads, kvHeads);
             string? fusedHook = model.Find(p + "attn_qkv.weight") is not null ? p + "attn_qkv" : null;
             string q = Heads(Linear(h, p + "attn_q", p + "attn_q", wq, qDim, d, bq, p + "attn_q.weight", fusedHook), p + "attn_q", heads);
             string k = Heads(Linear(h, p + "attn_k", p + "attn_k", wk, kvDim, d, bk, p + "attn_k.weight", fusedHook), p + "attn_k", kvHeads);
@@ -341,8 +352,8 @@ public static class OnnxExporter
             }
             string presentK = CacheConcat(l, "key", k, p + "cache_k/Concat");
             string presentV = CacheConcat(l, "value", v, p + "cache_v/Concat");
-            string keys = RepeatKv(presentK, p + "attn_k");
-            string values = RepeatKv(presentV, p + "attn_v");
+            string keys = RepeatKv(presentK, p + "attn_k", heads, kvHeads);
+            string values = RepeatKv(presentV, p + "attn_v", heads, kvHeads);
 
             string scores = b.Op("MatMul", p + "attn_scores", [q, b.Op("Transpose", p + "attn_k", [keys], Attr("perm", new long[] { 0, 1, 3, 2 }))]);
             scores = b.Op("Mul", p + "attn_scores", [scores, b.Scalar(1f / MathF.Sqrt(hd))]);
@@ -354,7 +365,7 @@ public static class OnnxExporter
             x = b.Op("Add", p + "attn_residual", [x, LinearOf(att, p + "attn_output", d, qDim)]);
 
             h = Norm(x, p + "ffn_norm");
-            int ff = c.FeedForwardLength;
+            int ff = c.FeedForwardIn(l);
             string up = LinearOf(h, p + "ffn_up", ff, d);
             string act;
             if (_gpt2) act = GeluTanh(up, p + "ffn_gelu");
@@ -373,8 +384,9 @@ public static class OnnxExporter
         /// stored interleaved (GGUF's layout) and are turned back into rotate-half order, so one RoPE formulation
         /// serves every architecture (Qwen2 is already rotate-half; GPT-2 has none).
         /// </summary>
-        private (float[] Wq, string? Bq, float[] Wk, string? Bk, float[] Wv, string? Bv) Projections(string p, int d, int qDim, int kvDim)
+        private (float[] Wq, string? Bq, float[] Wk, string? Bk, float[] Wv, string? Bv) Projections(string p, int d, int heads, int kvHeads)
         {
+            int qDim = heads * _c.HeadDim, kvDim = kvHeads * _c.HeadDim;
             float[] wq, wk, wv;
             float[]? bq = null, bk = null, bv = null;
             if (model.Find(p + "attn_qkv.weight") is not null)
@@ -400,10 +412,10 @@ public static class OnnxExporter
             }
             if (_c.Architecture == Architecture.Llama)
             {
-                wq = ToRotateHalf(wq, qDim, d, _c.HeadCount);
-                wk = ToRotateHalf(wk, kvDim, d, _c.HeadCountKv);
-                if (bq is not null) bq = ToRotateHalf(bq, qDim, 1, _c.HeadCount);
-                if (bk is not null) bk = ToRotateHalf(bk, kvDim, 1, _c.HeadCountKv);
+                wq = ToRotateHalf(wq, qDim, d, heads);
+                wk = ToRotateHalf(wk, kvDim, d, kvHeads);
+                if (bq is not null) bq = ToRotateHalf(bq, qDim, 1, heads);
+                if (bk is not null) bk = ToRotateHalf(bk, kvDim, 1, kvHeads);
             }
             string? Vec(string name, float[]? v) => v is null ? null : Emit(name, v, [v.Length]);
             return (wq, Vec(p + "attn_q.bias", bq), wk, Vec(p + "attn_k.bias", bk), wv, Vec(p + "attn_v.bias", bv));
@@ -432,14 +444,17 @@ public static class OnnxExporter
             return b.Op("Add", name + "/rope", [b.Op("Mul", name + "/rope_cos", [t, _cos!]), b.Op("Mul", name + "/rope_sin", [rotated, _sin!])]);
         }
 
-        /// <summary>GQA: KV head g serves query heads g·r … g·r + r − 1, so [b, g, t, hd] → [b, g, r, t, hd] → [b, g·r, t, hd].</summary>
-        private string RepeatKv(string t, string name)
+        /// <summary>
+        /// GQA: KV head g serves query heads g·r … g·r + r − 1, so [b, g, t, hd] → [b, g, r, t, hd] → [b, g·r, t, hd];
+        /// r is the layer's own ratio (layers of a pruned model may differ).
+        /// </summary>
+        private string RepeatKv(string t, string name, int heads, int kvHeads)
         {
-            int rep = _c.HeadCount / _c.HeadCountKv;
+            int rep = heads / kvHeads;
             if (rep == 1) return t;
             var b = _b;
             string expanded = b.Op("Expand", name + "/repeat_kv", [b.Op("Unsqueeze", name + "/repeat_kv", [t, b.Int64s([2])]), b.Int64s([1, 1, rep, 1, 1])]);
-            return b.Op("Reshape", name + "/repeat_kv", [expanded, b.Int64s([0, _c.HeadCount, -1, _c.HeadDim])]);
+            return b.Op("Reshape", name + "/repeat_kv", [expanded, b.Int64s([0, heads, -1, _c.HeadDim])]);
         }
 
         private string GeluTanh(string x, string name)

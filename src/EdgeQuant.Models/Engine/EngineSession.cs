@@ -9,7 +9,8 @@ namespace EdgeQuant.Models.Engine;
 /// One evaluation stream: a KV cache of <see cref="Capacity"/> positions plus activation buffers for one micro-batch.
 /// <see cref="Decode"/> appends tokens after the <see cref="Length"/> already cached, so a whole chunk at once
 /// (batched full-sequence evaluation) and one token at a time (incremental decoding) are the same call.
-/// Not thread-safe: one call at a time. Memory: KV cache + ≈ MaxBatch × (4·n_embd + 2·n_ff + 3·q_dim) floats.
+/// Not thread-safe: one call at a time. Memory: KV cache (each layer's own KV heads) + ≈ MaxBatch × (4·n_embd + 2·n_ff +
+/// 3·q_dim) floats, n_ff and q_dim of the widest layer.
 /// </summary>
 public sealed class EngineSession
 {
@@ -28,9 +29,10 @@ public sealed class EngineSession
         _w = engine.Weights;
         var c = _w.Config;
         Capacity = capacity;
-        _cache = new KvCache(c.BlockCount, c.HeadCountKv, c.HeadDim, capacity);
+        _cache = new KvCache(_w.Blocks.Select(b => b.KvHeads).ToArray(), c.HeadDim, capacity);
         _batch = Math.Min(engine.Options.MaxBatch, capacity);
-        int d = c.EmbeddingLength, ff = c.FeedForwardLength, qDim = _w.QDim, kvDim = _w.KvDim;
+        // Layers may differ in width (structured pruning): activations are sized for the widest, each layer uses a prefix.
+        int d = c.EmbeddingLength, ff = _w.MaxFeedForward, qDim = _w.MaxQDim, kvDim = _w.MaxKvDim;
         _x = new float[_batch * d];
         _h = new float[_batch * d];
         _rows = new float[_batch * d];
@@ -41,7 +43,7 @@ public sealed class EngineSession
         _gate = new float[_batch * ff];
         _up = new float[_batch * ff];
         _hookCopy = new float[_batch * d];
-        if (_w.Blocks.Any(b => b.Qkv is not null)) _qkv = new float[_batch * (qDim + 2 * kvDim)];
+        if (_w.Blocks.Any(b => b.Qkv is not null)) _qkv = new float[_batch * _w.Blocks.Where(b => b.Qkv is not null).Max(b => b.Qkv!.Out)];
         _scores = new float[(long)_batch * capacity];
         _headOut = new float[_batch * c.HeadDim];
         _positions = new int[_batch];
@@ -141,8 +143,8 @@ public sealed class EngineSession
     private void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> outRows, Span<float> logits, CancellationToken ct)
     {
         var c = _w.Config;
-        int n = tokens.Length, d = c.EmbeddingLength, ff = c.FeedForwardLength, hd = c.HeadDim;
-        int qDim = _w.QDim, kvDim = _w.KvDim, p0 = Length, threads = _engine.Options.Threads;
+        int n = tokens.Length, d = c.EmbeddingLength, hd = c.HeadDim;
+        int p0 = Length, threads = _engine.Options.Threads;
         var hooks = _engine.Hooks;
         var x = _x.AsSpan(0, n * d);
         var h = _h.AsSpan(0, n * d);
@@ -158,6 +160,7 @@ public sealed class EngineSession
         {
             ct.ThrowIfCancellationRequested();
             var blk = _w.Blocks[l];
+            int qDim = blk.QDim, kvDim = blk.KvDim, ff = blk.FeedForward;
 
             Normalize(x, n, blk.AttnNorm, h);
             var q = _q.AsSpan(0, n * qDim);
@@ -184,11 +187,11 @@ public sealed class EngineSession
 
             if (_rope is not null)
             {
-                Rope.Apply(q, n, c.HeadCount, hd, _positions, _rope);
-                Rope.Apply(k, n, c.HeadCountKv, hd, _positions, _rope);
+                Rope.Apply(q, n, blk.Heads, hd, _positions, _rope);
+                Rope.Apply(k, n, blk.KvHeads, hd, _positions, _rope);
             }
 
-            for (int g = 0; g < c.HeadCountKv; g++)
+            for (int g = 0; g < blk.KvHeads; g++)
             {
                 var kc = _cache.Keys(l, g);
                 var vc = _cache.Values(l, g);
@@ -200,7 +203,7 @@ public sealed class EngineSession
             }
 
             var att = _att.AsSpan(0, n * qDim);
-            Attention(l, n, p0, q, att, threads);
+            Attention(l, blk, n, p0, q, att, threads);
             Linear(att, n, blk.O, x, hooks, shared: false, residual: true);
 
             Normalize(x, n, blk.FfnNorm, h);
@@ -272,16 +275,15 @@ public sealed class EngineSession
     /// The masked upper triangle is computed and discarded: it costs ≤ 2× on a step that is a few percent of the FLOPs,
     /// and keeps every product a dense, threaded GEMM.
     /// </summary>
-    private void Attention(int block, int n, int p0, ReadOnlySpan<float> q, Span<float> att, int threads)
+    private void Attention(int block, BlockWeights blk, int n, int p0, ReadOnlySpan<float> q, Span<float> att, int threads)
     {
         // Below this many queries P·V runs as row updates instead of a GEMM (the kernels' own small-m cut-off).
         const int SmallBatch = 4;
-        var c = _w.Config;
-        int hd = c.HeadDim, group = c.HeadCount / c.HeadCountKv, qDim = _w.QDim, t = p0 + n;
+        int hd = _w.Config.HeadDim, group = blk.Heads / blk.KvHeads, qDim = blk.QDim, t = p0 + n;
         float scale = 1f / MathF.Sqrt(hd);
         var scores = _scores.AsSpan(0, n * t);
         var headOut = _headOut.AsSpan(0, n * hd);
-        for (int head = 0; head < c.HeadCount; head++)
+        for (int head = 0; head < blk.Heads; head++)
         {
             int g = head / group;
             var keys = _cache.Keys(block, g)[..(t * hd)];

@@ -44,6 +44,14 @@ internal sealed class NormWeight(float[] weight, float[]? bias)
 
 internal sealed class BlockWeights
 {
+    /// <summary>This layer's query heads, KV heads and FFN width (they differ between layers of a structurally pruned model).</summary>
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int FeedForward { get; init; }
+
+    public required int QDim { get; init; }
+    public required int KvDim { get; init; }
+
     public required NormWeight AttnNorm { get; init; }
 
     /// <summary>Fused q|k|v projection (GPT-2's c_attn, or any GGUF with attn_qkv); null when q, k, v are separate.</summary>
@@ -93,8 +101,10 @@ internal sealed class EngineWeights
         yield return Output;
     }
 
-    public int QDim => Config.HeadCount * Config.HeadDim;
-    public int KvDim => Config.HeadCountKv * Config.HeadDim;
+    /// <summary>The widest layer's q, kv and FFN widths (scratch buffers are sized by them; equal to every layer's when uniform).</summary>
+    public int MaxQDim => Blocks.Max(b => b.QDim);
+    public int MaxKvDim => Blocks.Max(b => b.KvDim);
+    public int MaxFeedForward => Blocks.Max(b => b.FeedForward);
 
     public static EngineWeights Load(Model model, int threads, CancellationToken ct)
     {
@@ -102,7 +112,7 @@ internal sealed class EngineWeights
         var src = model.Provenance.SourcePath;
         ValidateConfig(c, src);
         bool gpt2 = c.Architecture == Architecture.Gpt2;
-        int d = c.EmbeddingLength, qDim = c.HeadCount * c.HeadDim, kvDim = c.HeadCountKv * c.HeadDim, ff = c.FeedForwardLength;
+        int d = c.EmbeddingLength;
 
         var tokenEmbd = Read(model, "token_embd.weight", [c.VocabSize, d]);
         float[]? posEmbd = null;
@@ -122,8 +132,15 @@ internal sealed class EngineWeights
             ct.ThrowIfCancellationRequested();
             string p = $"blk.{l}.";
             bool fused = model.Find(p + "attn_qkv.weight") is not null;
+            int heads = c.HeadsIn(l), kvHeads = c.KvHeadsIn(l), ff = c.FeedForwardIn(l);
+            int qDim = heads * c.HeadDim, kvDim = kvHeads * c.HeadDim;
             blocks[l] = new BlockWeights
             {
+                Heads = heads,
+                KvHeads = kvHeads,
+                FeedForward = ff,
+                QDim = qDim,
+                KvDim = kvDim,
                 AttnNorm = Norm(model, p + "attn_norm", d, gpt2),
                 Qkv = fused ? Linear(model, threads, p + "attn_qkv", qDim + 2 * kvDim, d) : null,
                 Q = fused ? null : Linear(model, threads, p + "attn_q", qDim, d),
@@ -169,10 +186,18 @@ internal sealed class EngineWeights
         Check(c.EmbeddingLength > 0, "n_embd", c.EmbeddingLength);
         Check(c.BlockCount > 0, "n_layer", c.BlockCount);
         Check(c.HeadCount > 0, "n_head", c.HeadCount);
-        Check(c.HeadCountKv > 0 && c.HeadCount % c.HeadCountKv == 0, "n_head_kv", c.HeadCountKv);
+        // With per-layer widths the largest counts need not divide; CheckLayerWidths checks each layer instead.
+        Check(c.HeadCountKv > 0 && (c.HasPerLayerWidths || c.HeadCount % c.HeadCountKv == 0), "n_head_kv", c.HeadCountKv);
         Check(c.HeadDim > 0 && (c.Architecture == Architecture.Gpt2 || c.HeadDim % 2 == 0), "head_dim", c.HeadDim);
         Check(c.FeedForwardLength > 0, "n_ff", c.FeedForwardLength);
         Check((long)c.HeadCount * c.HeadDim <= int.MaxValue / 4, "n_head*head_dim", (long)c.HeadCount * c.HeadDim);
+        Models.Loading.CanonicalTensors.CheckLayerWidths(c, src);
+        for (int l = 0; l < c.BlockCount; l++)
+        {
+            // Scratch buffers are sized from the layers themselves, so each layer's width is checked, not only HeadCount.
+            Check((long)c.HeadsIn(l) * c.HeadDim <= int.MaxValue / 4, $"layer {l} n_head*head_dim", (long)c.HeadsIn(l) * c.HeadDim);
+            Check((long)c.KvHeadsIn(l) * c.HeadDim <= int.MaxValue / 4, $"layer {l} n_head_kv*head_dim", (long)c.KvHeadsIn(l) * c.HeadDim);
+        }
         if (c.Architecture == Architecture.Gpt2 && c.HeadCountKv != c.HeadCount)
             throw new BadInputException($"{src}: GPT-2 with n_head_kv {c.HeadCountKv} != n_head {c.HeadCount} is not supported");
         if (!(c.NormEpsilon > 0 && float.IsFinite(c.NormEpsilon)))

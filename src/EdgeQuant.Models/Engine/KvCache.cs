@@ -3,36 +3,36 @@ namespace EdgeQuant.Models.Engine;
 /// <summary>
 /// Keys and values of every block for up to <see cref="Capacity"/> positions, F32. Layout per block and KV head:
 /// [position, head_dim] for both K and V, so one head's keys are one contiguous [T, head_dim] matrix (the B operand
-/// of Q·Kᵀ in [N, K] row-major form) and appending a position writes head_dim contiguous floats per head.
+/// of Q·Kᵀ in [N, K] row-major form) and appending a position writes head_dim contiguous floats per head. Each block
+/// holds its own number of KV heads (a structurally pruned model's layers differ).
 /// </summary>
 internal sealed class KvCache
 {
     private readonly float[][] _k;
     private readonly float[][] _v;
 
-    public KvCache(int blocks, int kvHeads, int headDim, int capacity)
+    /// <param name="kvHeads">KV heads of each block.</param>
+    public KvCache(IReadOnlyList<int> kvHeads, int headDim, int capacity)
     {
-        long per = (long)kvHeads * capacity * headDim;
-        if (per > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "KV cache too large for one array per block");
-        Blocks = blocks;
-        KvHeads = kvHeads;
-        HeadDim = headDim;
-        Capacity = capacity;
+        int blocks = kvHeads.Count;
         _k = new float[blocks][];
         _v = new float[blocks][];
         for (int l = 0; l < blocks; l++)
         {
+            long per = (long)kvHeads[l] * capacity * headDim;
+            if (per > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "KV cache too large for one array per block");
             _k[l] = new float[per];
             _v[l] = new float[per];
+            Bytes += 2 * per * sizeof(float);
         }
+        HeadDim = headDim;
+        Capacity = capacity;
     }
 
-    public int Blocks { get; }
-    public int KvHeads { get; }
     public int HeadDim { get; }
     public int Capacity { get; }
 
-    public long Bytes => 2L * Blocks * KvHeads * Capacity * HeadDim * sizeof(float);
+    public long Bytes { get; }
 
     /// <summary>Keys of one head: [Capacity, HeadDim], the first (filled) positions valid.</summary>
     public Span<float> Keys(int block, int kvHead) => _k[block].AsSpan(kvHead * Capacity * HeadDim, Capacity * HeadDim);

@@ -11,7 +11,8 @@ public sealed class MappedFileTensorStorage(MappedFile file, long offset, int le
 }
 
 /// <summary>
-/// GGUF → <see cref="Model"/>: hyperparameters from the <c>&lt;arch&gt;.*</c> keys (llama, mistral, qwen2, gpt2),
+/// GGUF → <see cref="Model"/>: hyperparameters from the <c>&lt;arch&gt;.*</c> keys (llama, mistral, qwen2, gpt2, and
+/// deci: llama.cpp's Llama with per-layer head counts and FFN widths, read as <see cref="Architecture.Llama"/>),
 /// tokenizer from <c>tokenizer.ggml.*</c>, tensors under their GGUF names as spans over the mapping. The model
 /// owns the mapping; its <see cref="Model.Metadata"/> holds every key with its <see cref="GgufValue"/>.
 /// </summary>
@@ -64,22 +65,38 @@ public static class GgufModelLoader
             ?? throw new FileFormatException(file.Path, $"metadata key '{GgufConstants.ArchitectureKey}'", archEntry.Offset, $"must be a string, found {archEntry.Value.Type}");
         var family = arch switch
         {
-            "llama" or "mistral" => Architecture.Llama,
+            // deci computes exactly as llama (RMSNorm, NORM RoPE on interleaved Q/K rows, SwiGLU) with per-layer widths.
+            "llama" or "mistral" or "deci" => Architecture.Llama,
             "qwen2" => Architecture.Qwen2,
             "gpt2" => Architecture.Gpt2,
             _ => throw new BadInputException(
-                $"{file.Path}: metadata key '{GgufConstants.ArchitectureKey}' at byte offset {archEntry.Offset}: architecture '{arch}' is not supported (supported: llama, mistral, qwen2, gpt2)"),
+                $"{file.Path}: metadata key '{GgufConstants.ArchitectureKey}' at byte offset {archEntry.Offset}: architecture '{arch}' is not supported (supported: llama, mistral, deci, qwen2, gpt2)"),
         };
 
         var k = new Keys(file, arch);
         int embd = k.Int("embedding_length");
         int blocks = k.Int("block_count");
-        int heads = k.Int("attention.head_count");
-        int headsKv = k.OptionalInt("attention.head_count_kv") ?? heads;
+        // Per-layer lists are allocated from it; llama.cpp itself stops at LLAMA_MAX_LAYERS (512).
+        if (blocks > MaxBlocks) k.Fail("block_count", $"{blocks} layers is more than {MaxBlocks}");
+        // llama.cpp reads these three with get_key_or_arr: one value, or one per layer.
+        var headList = k.IntOrArray("attention.head_count", blocks)
+            ?? throw new BadInputException($"{file.Path}: metadata key '{arch}.attention.head_count' is missing");
+        var headKvList = k.IntOrArray("attention.head_count_kv", blocks) ?? headList;
+        var ffList = k.IntOrArray("feed_forward_length", blocks)
+            ?? throw new BadInputException($"{file.Path}: metadata key '{arch}.feed_forward_length' is missing");
+        bool perLayer = !Uniform(headList) || !Uniform(headKvList) || !Uniform(ffList);
+        if (perLayer && family != Architecture.Llama)
+            k.Fail(!Uniform(headList) ? "attention.head_count" : !Uniform(headKvList) ? "attention.head_count_kv" : "feed_forward_length",
+                $"per-layer values that differ are supported for llama/deci only, not {arch}");
+        // llama.cpp's default head size and rope dimension come from layer 0's head count.
+        int heads = headList[0];
         if (embd % heads != 0 && k.OptionalInt("attention.key_length") is null)
             k.Fail("attention.head_count", $"embedding length {embd} is not a multiple of {heads} heads and attention.key_length is absent");
-        if (heads % headsKv != 0)
-            k.Fail("attention.head_count_kv", $"{heads} heads are not a multiple of {headsKv} KV heads");
+        for (int l = 0; l < blocks; l++)
+        {
+            if (headList[l] % headKvList[l] != 0)
+                k.Fail("attention.head_count_kv", $"layer {l}: {headList[l]} heads are not a multiple of {headKvList[l]} KV heads");
+        }
         int headDim = k.OptionalInt("attention.key_length")
             ?? (family != Architecture.Gpt2 ? k.OptionalInt("rope.dimension_count") : null)
             ?? embd / heads;
@@ -94,9 +111,13 @@ public static class GgufModelLoader
             VocabSize = VocabSize(file, k),
             EmbeddingLength = embd,
             BlockCount = blocks,
-            HeadCount = heads,
-            HeadCountKv = headsKv,
-            FeedForwardLength = k.Int("feed_forward_length"),
+            // Per-layer: the largest of each (ModelConfig's convention), with the lists; uniform: the value, no lists.
+            HeadCount = headList.Max(),
+            HeadCountKv = headKvList.Max(),
+            FeedForwardLength = ffList.Max(),
+            LayerHeadCounts = perLayer ? headList : null,
+            LayerHeadCountsKv = perLayer ? headKvList : null,
+            LayerFeedForwardLengths = perLayer ? ffList : null,
             ContextLength = k.OptionalInt("context_length") ?? 2048,
             HeadDim = headDim,
             RopeTheta = (float)(k.OptionalDouble("rope.freq_base") ?? 10000.0),
@@ -105,6 +126,10 @@ public static class GgufModelLoader
             AttentionBias = file.FindTensor("blk.0.attn_q.bias") is not null,
         };
     }
+
+    private const int MaxBlocks = 1 << 16;
+
+    private static bool Uniform(int[] values) => values.All(v => v == values[0]);
 
     private static int VocabSize(GgufFile file, Keys k)
     {
@@ -222,6 +247,30 @@ public static class GgufModelLoader
             if (v is <= 0 or > int.MaxValue)
                 throw new FileFormatException(file.Path, $"metadata key '{key}'", e.Offset, $"value {v} is out of range (1 to {int.MaxValue})");
             return (int)v;
+        }
+
+        /// <summary>
+        /// llama.cpp's get_key_or_arr: a scalar (repeated for every layer) or an integer array of exactly
+        /// <paramref name="layers"/> entries, each in 1..int.MaxValue. Null when the key is absent.
+        /// </summary>
+        public int[]? IntOrArray(string suffix, int layers)
+        {
+            string key = $"{arch}.{suffix}";
+            if (file.FindEntry(key) is not { } e) return null;
+            if (!e.Value.IsArray) return Enumerable.Repeat(OptionalInt(suffix)!.Value, layers).ToArray();
+            var all = e.Value.AsInt64Array()
+                ?? throw new FileFormatException(file.Path, $"metadata key '{key}'", e.Offset, "must be an integer or an array of integers");
+            if (all.Length != layers)
+                throw new FileFormatException(file.Path, $"metadata key '{key}'", e.Offset, $"has {all.Length} per-layer values for {layers} layers");
+            var result = new int[layers];
+            for (int l = 0; l < layers; l++)
+            {
+                // deci's 0 (attention-free, linear-attention or FFN-free layers of the Nemotron models) has no engine path.
+                if (all[l] is <= 0 or > int.MaxValue)
+                    throw new FileFormatException(file.Path, $"metadata key '{key}'", e.Offset, $"layer {l}: value {all[l]} is out of range (1 to {int.MaxValue}; layers without attention or FFN are not supported)");
+                result[l] = (int)all[l];
+            }
+            return result;
         }
 
         public double? OptionalDouble(string suffix)

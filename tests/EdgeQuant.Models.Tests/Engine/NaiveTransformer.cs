@@ -4,7 +4,8 @@ namespace EdgeQuant.Models.Tests.Engine;
 /// An obviously-correct transformer forward in double precision, written from the papers and llama.cpp's graph
 /// definitions with plain loops and no shared code with the engine: the independent reference of the engine tests.
 /// Llama: RMSNorm, RoPE (interleaved pairs for Llama, rotate-half for Qwen2, angles pos·θ^(−2i/d)), GQA, SwiGLU.
-/// GPT-2: LayerNorm, learned positions, fused qkv, GELU (tanh form), biases everywhere.
+/// GPT-2: LayerNorm, learned positions, fused qkv, GELU (tanh form), biases everywhere. Head counts and FFN width are
+/// read per layer (ModelConfig.HeadsIn/KvHeadsIn/FeedForwardIn), so structurally pruned models are covered too.
 /// </summary>
 public static class NaiveTransformer
 {
@@ -12,7 +13,7 @@ public static class NaiveTransformer
     public static float[] Logits(Model model, int[] tokens)
     {
         var c = model.Config;
-        int n = tokens.Length, d = c.EmbeddingLength, hd = c.HeadDim, nh = c.HeadCount, nkv = c.HeadCountKv;
+        int n = tokens.Length, d = c.EmbeddingLength, hd = c.HeadDim;
         bool gpt2 = c.Architecture == Architecture.Gpt2;
         var cache = new Dictionary<string, double[]>();
         double[] T(string name)
@@ -38,6 +39,7 @@ public static class NaiveTransformer
         for (int l = 0; l < c.BlockCount; l++)
         {
             string p = $"blk.{l}.";
+            int nh = c.HeadsIn(l), nkv = c.KvHeadsIn(l), ff = c.FeedForwardIn(l);
             var h = x.Select(r => Norm(r, T(p + "attn_norm.weight"), Opt(p + "attn_norm.bias"), c.NormEpsilon, gpt2)).ToArray();
             double[][] q, k, v;
             int qd = nh * hd, kvd = nkv * hd;
@@ -90,7 +92,6 @@ public static class NaiveTransformer
             for (int i = 0; i < n; i++)
             {
                 var hn = Norm(x[i], T(p + "ffn_norm.weight"), Opt(p + "ffn_norm.bias"), c.NormEpsilon, gpt2);
-                int ff = c.FeedForwardLength;
                 var up = MatVec(T(p + "ffn_up.weight"), Opt(p + "ffn_up.bias"), hn, ff);
                 if (gpt2)
                 {

@@ -22,6 +22,10 @@ public class ReferenceEngineTests
         { "llama gqa4 hd128 odd ffn", new TestShape(HeadCount: 4, HeadCountKv: 1, HeadDim: 128, FeedForward: 171, Blocks: 1) },
         { "qwen2 biases rotate-half", new TestShape(Arch: Architecture.Qwen2, HeadCount: 6, HeadCountKv: 2, HeadDim: 16, FeedForward: 50, QkvBias: true, RopeTheta: 1e6f) },
         { "gpt2", new TestShape(Arch: Architecture.Gpt2, HeadCount: 4, HeadCountKv: 4, HeadDim: 8, FeedForward: 128, Blocks: 3, Tied: true) },
+        // A structurally pruned Llama: layer 0 narrower than the config's largest, GQA ratios 2, 2, 1, 4 and FFN widths
+        // that differ (HeadCount/HeadCountKv/FeedForward hold the largest, as ModelConfig's convention says).
+        { "llama per-layer widths", new TestShape(HeadCount: 4, HeadCountKv: 2, HeadDim: 16, FeedForward: 96, Blocks: 4,
+            LayerHeads: [2, 4, 1, 4], LayerKvHeads: [1, 2, 1, 1], LayerFeedForward: [40, 96, 17, 64]) },
     };
 
     [Theory]

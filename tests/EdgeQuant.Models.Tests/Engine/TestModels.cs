@@ -16,9 +16,16 @@ public sealed record TestShape(
     bool QkvBias = false,
     int Positions = 64,
     float RopeTheta = 10000f,
-    float Epsilon = 1e-5f)
+    float Epsilon = 1e-5f,
+    int[]? LayerHeads = null,
+    int[]? LayerKvHeads = null,
+    int[]? LayerFeedForward = null)
 {
     public int Embedding => HeadCount * HeadDim;
+
+    public int HeadsIn(int l) => LayerHeads?[l] ?? HeadCount;
+    public int KvHeadsIn(int l) => LayerKvHeads?[l] ?? HeadCountKv;
+    public int FeedForwardIn(int l) => LayerFeedForward?[l] ?? FeedForward;
 }
 
 /// <summary>Random-weight models in GGUF canonical naming, F32 in memory, for engine tests.</summary>
@@ -28,7 +35,7 @@ public static class TestModels
     {
         var rng = new Random(seed);
         var tensors = new List<ModelTensor>();
-        int d = s.Embedding, q = s.HeadCount * s.HeadDim, kv = s.HeadCountKv * s.HeadDim, ff = s.FeedForward;
+        int d = s.Embedding;
         bool gpt2 = s.Arch == Architecture.Gpt2;
 
         // Scales keep activations O(1) through the blocks so that logits are neither saturated nor vanishing.
@@ -50,6 +57,7 @@ public static class TestModels
         for (int l = 0; l < s.Blocks; l++)
         {
             string p = $"blk.{l}.";
+            int q = s.HeadsIn(l) * s.HeadDim, kv = s.KvHeadsIn(l) * s.HeadDim, ff = s.FeedForwardIn(l);
             Add(p + "attn_norm.weight", [d], 0.2f, 1f);
             if (gpt2)
             {
@@ -100,7 +108,10 @@ public static class TestModels
             BlockCount = s.Blocks,
             HeadCount = s.HeadCount,
             HeadCountKv = s.HeadCountKv,
-            FeedForwardLength = ff,
+            FeedForwardLength = s.FeedForward,
+            LayerHeadCounts = s.LayerHeads,
+            LayerHeadCountsKv = s.LayerKvHeads,
+            LayerFeedForwardLengths = s.LayerFeedForward,
             ContextLength = s.Positions,
             HeadDim = s.HeadDim,
             RopeTheta = s.RopeTheta,

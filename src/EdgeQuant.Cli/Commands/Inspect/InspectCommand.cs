@@ -91,6 +91,10 @@ public sealed class InspectCommand(CliContext context, InspectOptions options) :
         Hp("norm_epsilon", h.NormEpsilon);
         Hp("tied_embeddings", h.TiedEmbeddings ? "yes" : "no");
         Hp("attention_bias", h.AttentionBias ? "yes" : "no");
+        // A structurally pruned model: the rows above hold the largest width, these each layer's.
+        if (h.LayerHeadCounts is { } lh) Hp("head_count per layer", string.Join(", ", lh));
+        if (h.LayerHeadCountsKv is { } lkv) Hp("head_count_kv per layer", string.Join(", ", lkv));
+        if (h.LayerFeedForwardLengths is { } lff) Hp("feed_forward_length per layer", string.Join(", ", lff));
         console.Write(hp);
 
         var dt = NewTable(console).Title("Bytes per dtype").AddColumn("dtype").AddColumn(new TableColumn("tensors").RightAligned())

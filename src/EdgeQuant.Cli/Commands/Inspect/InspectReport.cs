@@ -30,11 +30,18 @@ public sealed record HyperparametersReport(
     float RopeTheta,
     float NormEpsilon,
     bool TiedEmbeddings,
-    bool AttentionBias)
+    bool AttentionBias,
+    // Per-layer widths of a structurally pruned model (head_count etc. then hold the largest); absent when uniform.
+    IReadOnlyList<int>? LayerHeadCounts = null,
+    IReadOnlyList<int>? LayerHeadCountsKv = null,
+    IReadOnlyList<int>? LayerFeedForwardLengths = null)
 {
     public static HyperparametersReport From(ModelConfig c) => new(
         c.VocabSize, c.EmbeddingLength, c.BlockCount, c.HeadCount, c.HeadCountKv, c.HeadDim, c.FeedForwardLength,
-        c.ContextLength, c.RopeTheta, c.NormEpsilon, c.TiedEmbeddings, c.AttentionBias);
+        c.ContextLength, c.RopeTheta, c.NormEpsilon, c.TiedEmbeddings, c.AttentionBias,
+        c.HasPerLayerWidths ? Enumerable.Range(0, c.BlockCount).Select(c.HeadsIn).ToArray() : null,
+        c.HasPerLayerWidths ? Enumerable.Range(0, c.BlockCount).Select(c.KvHeadsIn).ToArray() : null,
+        c.HasPerLayerWidths ? Enumerable.Range(0, c.BlockCount).Select(c.FeedForwardIn).ToArray() : null);
 }
 
 /// <summary>Storage taken by one dtype over all tensors.</summary>
