@@ -9,6 +9,7 @@ suites.Add("kernels.gemv", KernelBenchmarks.Gemv);
 suites.Add("kernels.elementwise", KernelBenchmarks.Elementwise);
 suites.Add("engine.prefill", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Prefill);
 suites.Add("engine.decode", EdgeQuant.Benchmarks.Engine.EngineBenchmarks.Decode);
+suites.Add("pruning.structured.prefill", EdgeQuant.Benchmarks.Engine.StructuredPruningBenchmarks.Prefill);
 suites.Add("runtimes.llamacpp.decode", EdgeQuant.Benchmarks.Runtimes.LlamaCppBenchmarks.DecodeOverhead);
 suites.Add("runtimes.onnxruntime.run", EdgeQuant.Benchmarks.Runtimes.OrtBenchmarks.RunOverhead);
 suites.Add("tokenizers.encode", EdgeQuant.Benchmarks.Tokenizers.TokenizerBenchmarks.Run);

@@ -77,7 +77,7 @@ public static class EngineBenchmarks
     }
 
     /// <summary>The SmolLM-135M-shape F32 GGUF, written once into the temp folder (≈ 540 MB) and reused by later runs.</summary>
-    private static string SmolLmFixture()
+    internal static string SmolLmFixture()
     {
         var spec = FixtureSpec.Preset(FixtureArch.Llama, "smollm-135m");
         var dir = Path.Combine(Path.GetTempPath(), $"edgequant-bench-smollm-135m-seed{spec.Seed}");
