@@ -108,6 +108,7 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
         { "llama gqa tied, ffn 172", new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 172, Vocab = 300, Seed = 61 }, 32, true },
         { "llama untied, head included", new FixtureSpec { Layers = 2, Embd = 96, Heads = 4, KvHeads = 1, HeadDim = 32, Ffn = 80, Vocab = 320, Untied = true, Seed = 62 }, 64, false },
         { "qwen2 biases", new FixtureSpec { Arch = FixtureArch.Qwen2, Layers = 2, Embd = 96, Heads = 6, KvHeads = 2, Ffn = 120, Vocab = 300, RopeTheta = 1e6f, Seed = 63 }, 128, false },
+        { "llama tied, head included", new FixtureSpec { Layers = 1, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Seed = 65 }, 32, false },
         { "gpt2 fused qkv", new FixtureSpec { Arch = FixtureArch.Gpt2, Layers = 2, Embd = 64, Heads = 4, KvHeads = 4, Ffn = 256, Vocab = 320, ContextLength = 64, Seed = 64 }, 32, false },
     };
 
@@ -128,6 +129,9 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
         var tokens = Numbers.RandomTokens(24, spec.Vocab, (int)spec.Seed);
         using var fake = Int4FakeQuant.Create(model, options);
         Assert.Null(fake.Hook);
+        // The embedding lookup stays float even when a tied LM head is quantized (the engine gets an untied copy).
+        Assert.Equal(model.Get("token_embd.weight").ToFloat32(), fake.Model.Get("token_embd.weight").ToFloat32());
+        Assert.Equal(head && !spec.Untied, model.Config.TiedEmbeddings && !fake.Model.Config.TiedEmbeddings);
         var expected = ReferenceEngine.Load(fake.Model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
         var fp32 = ReferenceEngine.Load(model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
         var optimized = temp.File("optimized.onnx");
@@ -162,5 +166,54 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
             bool head = nd.Input.Any(i => i == "output.weight" || i == "token_embd.weight") && !quantizedLayers.Contains("output");
             Assert.True(attention || head, $"float {nd.OpType} '{nd.Name}' ({string.Join(", ", nd.Input)}) is left in the optimized graph");
         }
+    }
+
+    [OnnxExportFact]
+    public void Excluded_layers_stay_float_matmuls_in_export_and_in_the_fake_quant_model()
+    {
+        using var temp = new TempDir("eq-nbits");
+        var spec = new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Seed = 66 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        var options = new Int4WeightOptions { BlockSize = 64, Layers = LayerSelection.Parse(@"ffn_down|blk\.1\.attn_v") };
+        var lowering = new MatMulNBitsLowering(options);
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        Assert.Equal(2 * 7 - 3, lowering.QuantizedLayers.Count);
+        Assert.DoesNotContain(lowering.QuantizedLayers, l => l.EndsWith("ffn_down") || l == "blk.1.attn_v");
+        var graph = ModelProto.Parser.ParseFrom(File.ReadAllBytes(r.ModelPath)).Graph;
+        Assert.Contains(graph.Node, nd => nd.OpType == "MatMul" && nd.Input.Contains("blk.1.ffn_down.weight"));
+        Assert.Contains(graph.Node, nd => nd.OpType == "MatMul" && nd.Input.Contains("blk.1.attn_v.weight"));
+
+        using var fake = Int4FakeQuant.Create(model, options);
+        Assert.Equal(model.Get("blk.0.ffn_down.weight").ToFloat32(), fake.Model.Get("blk.0.ffn_down.weight").ToFloat32());
+        Assert.Equal(model.Get("blk.1.attn_v.weight").ToFloat32(), fake.Model.Get("blk.1.attn_v.weight").ToFloat32());
+        Assert.Equal(model.Get("token_embd.weight").ToFloat32(), fake.Model.Get("token_embd.weight").ToFloat32());
+        var w = model.Get("blk.0.attn_v.weight").ToFloat32();
+        Assert.Equal(Int4Quantization.QuantizeDequantize(w, 32, 64, 64, true), fake.Model.Get("blk.0.attn_v.weight").ToFloat32());
+        Assert.NotEqual(w, fake.Model.Get("blk.0.attn_v.weight").ToFloat32());
+
+        var tokens = Numbers.RandomTokens(16, spec.Vocab, 7);
+        var expected = ReferenceEngine.Load(fake.Model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
+        using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = new OrtSessionSettings { IntraOpThreads = 1 } });
+        var actual = new float[expected.Length];
+        runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), actual);
+        Assert.InRange(Numbers.RelativeL2(actual, expected), 0, LogitsTolerance);
+    }
+
+    [Fact]
+    public void Bad_options_and_imatrix_mismatches_are_refused()
+    {
+        using var temp = new TempDir("eq-nbits");
+        var spec = new FixtureSpec { Layers = 1, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Seed = 67 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        Assert.Contains("block", Assert.Throws<Core.Errors.BadInputException>(() => new MatMulNBitsLowering(new Int4WeightOptions { BlockSize = 16 })).Message);
+        Assert.Contains("matches no linear layer", Assert.Throws<Core.Errors.BadInputException>(() =>
+            Int4FakeQuant.Create(model, new Int4WeightOptions { Layers = LayerSelection.Parse("ffn_dwon") })).Message);
+        // An imatrix whose entry for a layer has the wrong width (made for another model) is refused naming the entry.
+        var wrong = Compression.Imatrix.ImportanceMatrix.FromSums([("blk.0.attn_q.weight", new float[48], new long[] { 10 })], ["x"], 1, 128);
+        var options = new Int4WeightOptions { Importance = wrong };
+        Assert.Contains("blk.0.attn_q.weight", Assert.Throws<Core.Errors.BadInputException>(() => Int4FakeQuant.Create(model, options)).Message);
+        Assert.Throws<Core.Errors.BadInputException>(() => OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = new MatMulNBitsLowering(options) }));
+        Assert.False(Directory.Exists(temp.File("onnx")));
+        Assert.Empty(Directory.GetDirectories(temp.Path, ".*.tmp"));
     }
 }
