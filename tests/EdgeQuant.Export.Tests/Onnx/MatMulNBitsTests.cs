@@ -199,6 +199,30 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
         Assert.InRange(Numbers.RelativeL2(actual, expected), 0, LogitsTolerance);
     }
 
+    [OnnxExportFact]
+    public void Gpt2_fused_qkv_can_keep_one_part_float()
+    {
+        // The exporter splits attn_qkv into three layers; excluding attn_k quantizes q and v rows of the fused tensor only.
+        using var temp = new TempDir("eq-nbits");
+        var spec = new FixtureSpec { Arch = FixtureArch.Gpt2, Layers = 1, Embd = 64, Heads = 4, KvHeads = 4, Ffn = 128, Vocab = 320, ContextLength = 64, Seed = 68 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        var options = new Int4WeightOptions { BlockSize = 32, Symmetric = false, Layers = LayerSelection.Parse("attn_k") };
+        var lowering = new MatMulNBitsLowering(options);
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        Assert.Equal(["blk.0.attn_q", "blk.0.attn_v", "blk.0.attn_output", "blk.0.ffn_up", "blk.0.ffn_down"], lowering.QuantizedLayers);
+        using var fake = Int4FakeQuant.Create(model, options);
+        var before = model.Get("blk.0.attn_qkv.weight").ToFloat32();
+        var after = fake.Model.Get("blk.0.attn_qkv.weight").ToFloat32();
+        Assert.Equal(before.AsSpan(64 * 64, 64 * 64).ToArray(), after.AsSpan(64 * 64, 64 * 64).ToArray());
+        Assert.NotEqual(before.AsSpan(0, 64 * 64).ToArray(), after.AsSpan(0, 64 * 64).ToArray());
+        var tokens = Numbers.RandomTokens(16, spec.Vocab, 8);
+        var expected = ReferenceEngine.Load(fake.Model, new EngineOptions { Threads = 1 }).CreateSession(tokens.Length).DecodeAll(tokens);
+        using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = new OrtSessionSettings { IntraOpThreads = 1 } });
+        var actual = new float[expected.Length];
+        runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), actual);
+        Assert.InRange(Numbers.RelativeL2(actual, expected), 0, LogitsTolerance);
+    }
+
     [Fact]
     public void Bad_options_and_imatrix_mismatches_are_refused()
     {
