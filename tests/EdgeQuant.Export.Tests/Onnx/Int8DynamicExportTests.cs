@@ -52,6 +52,30 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
         // Quantization itself moves the logits by ~1e-2; the simulation must be two orders of magnitude closer.
         Assert.InRange(fakeVsFp32, 1e-4, 0.5);
         Assert.InRange(vsFake, 0, fakeVsFp32 / 30);
+
+        // Through the KV cache: each call is one DynamicQuantizeLinear range in ORT and one micro-batch (one hook
+        // call) in the engine, so the same pieces must agree as closely.
+        int[] pieces = [9, 1, 1, 1, tokens.Length - 12];
+        var engine = ReferenceEngine.Load(fq.Model, new EngineOptions { Threads = 1 });
+        using var h = engine.AddHook(fq.Hook!);
+        var session = engine.CreateSession(tokens.Length);
+        int v = spec.Vocab;
+        var fakeStepped = new float[tokens.Length * v];
+        var ortStepped = new float[tokens.Length * v];
+        using (var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = OneThread }))
+        {
+            int at = 0;
+            foreach (int len in pieces)
+            {
+                var rows = Enumerable.Range(0, len).ToArray();
+                session.Decode(tokens.AsSpan(at, len), rows, fakeStepped.AsSpan(at * v, len * v));
+                runner.Evaluate(tokens.AsSpan(at, len), at, rows, ortStepped.AsSpan(at * v, len * v));
+                at += len;
+            }
+        }
+        double stepped = Numbers.RelativeL2(ortStepped, fakeStepped);
+        output.WriteLine($"{name}: in pieces {string.Join("+", pieces)}: ORT vs fake quant {stepped:E2}");
+        Assert.InRange(stepped, 0, fakeVsFp32 / 30);
     }
 
     [OnnxExportFact]
