@@ -58,22 +58,50 @@ public sealed class QdqExportTests(ITestOutputHelper output)
         Assert.InRange(vsFake, 0, fakeVsFp32 / 30);
     }
 
-    [OnnxExportFact]
-    public void Ort_runs_integer_kernels_and_no_float_matmul_on_quantized_weights()
+    [OnnxExportTheory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public void Ort_runs_integer_kernels_and_no_float_matmul_on_quantized_weights(bool perChannel, bool symmetric)
     {
         using var temp = new TempDir("eq-qdq");
         var spec = new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Untied = true, Seed = 76 };
         using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
-        var options = new Int8StaticOptions { Layers = LayerSelection.Parse(@"^blk\.1\.ffn_down$") };
+        var options = new Int8StaticOptions { PerChannel = perChannel, SymmetricActivations = symmetric, Layers = LayerSelection.Parse(@"^blk\.1\.ffn_down$") };
         var ranges = ActivationCalibrator.Collect(model, [Numbers.RandomTokens(40, spec.Vocab, seed: 3)], options, 1, null, CancellationToken.None);
         var lowering = new QdqLowering(ranges, options);
         var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
         var (ops, floatOnWeights) = OptimizedGraph(r.ModelPath, temp.File("optimized.onnx"));
         output.WriteLine(string.Join(", ", ops.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {kv.Value}")));
+        output.WriteLine("float on weights: " + string.Join(", ", floatOnWeights));
         Assert.Equal(2 * 7 - 1, lowering.QuantizedLayers.Count);
         Assert.Equal(lowering.QuantizedLayers.Count, IntegerMatMuls(ops));
         Assert.Equal(["blk.1.ffn_down.weight", "output.weight"], floatOnWeights);
         Assert.Equal(0, ops.GetValueOrDefault("DequantizeLinear")); // every weight DQ was fused into an integer kernel
+    }
+
+    [OnnxExportFact]
+    public void A_tied_lm_head_quantized_on_request_matches_the_fake_quant_engine()
+    {
+        using var temp = new TempDir("eq-qdq");
+        var spec = new FixtureSpec { Layers = 1, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Seed = 77 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        Assert.True(model.Config.TiedEmbeddings);
+        var options = new Int8StaticOptions { Layers = new LayerSelection(includeLmHead: true) };
+        var tokens = Numbers.RandomTokens(24, spec.Vocab, seed: 8);
+        var ranges = ActivationCalibrator.Collect(model, [Numbers.RandomTokens(40, spec.Vocab, seed: 4)], options, 1, null, CancellationToken.None);
+        var lowering = new QdqLowering(ranges, options);
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        Assert.Contains("output", lowering.QuantizedLayers);
+        using var fq = QdqFakeQuant.Create(model, ranges, options);
+        var fake = EngineLogits(fq.Model, fq.Hook, tokens);
+        var fp32 = EngineLogits(model, null, tokens);
+        double vsFake = Numbers.RelativeL2(OrtLogits(r.ModelPath, tokens), fake), fakeVsFp32 = Numbers.RelativeL2(fake, fp32);
+        output.WriteLine($"tied head quantized: ORT vs fake quant {vsFake:E2}; fake quant vs FP32 {fakeVsFp32:E2}");
+        Assert.InRange(vsFake, 0, fakeVsFp32 / 30);
+        // The embedding table itself stays float in the fake model, as in the export.
+        Assert.Equal(model.Get("token_embd.weight").ToFloat32(), fq.Model.Get("token_embd.weight").ToFloat32());
     }
 
     private static int IntegerMatMuls(Dictionary<string, int> ops) =>
