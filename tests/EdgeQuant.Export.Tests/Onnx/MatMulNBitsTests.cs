@@ -7,6 +7,7 @@ using EdgeQuant.Models;
 using EdgeQuant.Models.Engine;
 using EdgeQuant.Runtimes.OnnxRuntime;
 using EdgeQuant.Testing;
+using Google.Protobuf;
 using Xunit.Abstractions;
 using DataType = EdgeQuant.Formats.Onnx.Proto.TensorProto.Types.DataType;
 
@@ -101,6 +102,45 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
         output.WriteLine($"block {block} {(symmetric ? "sym" : "asym")} K {k} N {n}{(bias ? " bias" : "")}: ORT vs x·dequant(W) {rel:E2}; vs float W {quantError:E2}");
         Assert.InRange(rel, 0, KernelTolerance);
         Assert.InRange(quantError, 1e-3, 0.3);
+    }
+
+    [OnnxExportFact]
+    public void Accuracy_level_4_would_quantize_activations_so_the_lowering_keeps_level_0()
+    {
+        // Why accuracy_level 0: ORT's CPU kernel computes in float at levels 0/1 (checked above to 1e-5), while level 4
+        // (SQNBIT_CompInt8) rounds A to int8 per block first — a second error the weight-only fake quant does not model.
+        const int k = 128, n = 16, m = 4;
+        var rng = new Random(5);
+        var w = Enumerable.Range(0, n * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var x = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var deq = Int4Quantization.Quantize(w, n, k, 32, true).Dequantize();
+        var expected = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int o = 0; o < n; o++)
+            {
+                double s = 0;
+                for (int j = 0; j < k; j++) s += (double)x[i * k + j] * deq[o * k + j];
+                expected[i * n + o] = (float)s;
+            }
+        double Run(long level)
+        {
+            using var b = new OnnxGraphBuilder("level");
+            b.Input("A", DataType.Float, "m", (long)k);
+            var y = new MatMulNBitsLowering(new Int4WeightOptions { BlockSize = 32 }).Emit(b, new OnnxLinear("blk.0.attn_q", "A", w, n, k, null, "blk.0.attn_q.weight"))!;
+            b.Node("Identity", [y], ["Y"]);
+            b.Output("Y", DataType.Float, "m", (long)n);
+            var proto = b.Build("test", "0");
+            proto.Graph.Node.Single(nd => nd.OpType == "MatMulNBits").Attribute.Single(a => a.Name == "accuracy_level").I = level;
+            using var session = OrtSession.FromBytes(proto.ToByteArray(), new OrtSessionSettings { IntraOpThreads = 1 });
+            using var a = OrtValue.CreateTensor(x, [m, k]);
+            using var result = session.Run(("A", a));
+            return Numbers.RelativeL2(result["Y"].GetTensorData<float>().ToArray(), expected);
+        }
+        double level0 = Run(MatMulNBitsLowering.AccuracyLevel), level4 = Run(4);
+        output.WriteLine($"ORT vs x·dequant(W): accuracy_level 0 {level0:E2}, 4 {level4:E2}");
+        Assert.Equal(0, MatMulNBitsLowering.AccuracyLevel);
+        Assert.InRange(level0, 0, KernelTolerance);
+        Assert.True(level4 > 100 * level0, $"accuracy_level 4 gave {level4:E2}: no int8 activation rounding seen");
     }
 
     public static TheoryData<string, FixtureSpec, int, bool> Fixtures => new()
