@@ -165,7 +165,7 @@ public static class AutoPlanner
             if (o.Channels && kept.All(s => s.NextLevel is not null) && kept.Select(s => s.NextLevel!.Value.Channels).Distinct().Count() == 1)
             {
                 int to = kept[0].NextLevel!.Value.Channels;
-                yield return new Candidate($"FFN channels to {to} removed in every layer", kept.Sum(s => s.ChannelSaving(to)), kept.Sum(s => s.ChannelCost(to)),
+                yield return new Candidate($"FFN: {to} channels removed in every layer", kept.Sum(s => s.ChannelSaving(to)), kept.Sum(s => s.ChannelCost(to)),
                     () => { foreach (var s in kept) s.RemoveChannels(to); });
             }
             yield break;
@@ -175,7 +175,7 @@ public static class AutoPlanner
             if (o.Heads && s.NextGroup is { } g)
                 yield return new Candidate($"layer {s.Layer} KV group {g.Group}", s.GroupParams, g.Kld, s.RemoveNextGroup);
             if (o.Channels && s.NextLevel is { } level)
-                yield return new Candidate($"layer {s.Layer} FFN channels to {level.Channels} removed", s.ChannelSaving(level.Channels), s.ChannelCost(level.Channels),
+                yield return new Candidate($"layer {s.Layer} FFN: {level.Channels} channels removed", s.ChannelSaving(level.Channels), s.ChannelCost(level.Channels),
                     () => s.RemoveChannels(level.Channels));
         }
     }
@@ -193,7 +193,7 @@ public static class AutoPlanner
             int more = (int)Math.Min(int.MaxValue, (need + perChannel - 1) / perChannel);
             int to = kept[0].Removed + more;
             if (kept.Any(s => s.Removed != kept[0].Removed || to > s.NextLevel!.Value.Channels)) yield break;
-            yield return new Candidate($"FFN channels to {to} removed in every layer", kept.Sum(s => s.ChannelSaving(to)), kept.Sum(s => s.ChannelCost(to)),
+            yield return new Candidate($"FFN: {to} channels removed in every layer", kept.Sum(s => s.ChannelSaving(to)), kept.Sum(s => s.ChannelCost(to)),
                 () => { foreach (var s in kept) s.RemoveChannels(to); });
             yield break;
         }
@@ -202,7 +202,7 @@ public static class AutoPlanner
             if (s.NextLevel is not { } level || s.PerChannel <= 0) continue;
             int to = s.Removed + (int)Math.Min(int.MaxValue, (need + s.PerChannel - 1) / s.PerChannel);
             if (to > level.Channels) continue;
-            yield return new Candidate($"layer {s.Layer} FFN channels to {to} removed", s.ChannelSaving(to), s.ChannelCost(to), () => s.RemoveChannels(to));
+            yield return new Candidate($"layer {s.Layer} FFN: {to} channels removed", s.ChannelSaving(to), s.ChannelCost(to), () => s.RemoveChannels(to));
         }
     }
 

@@ -25,6 +25,12 @@ public sealed record PruneOptions
 
     public CalibrationOptions Calibration { get; init; } = new();
 
+    /// <summary>
+    /// Wanda/SparseGPT: calibrate block by block, each block's statistics taken from the model whose earlier blocks are
+    /// already pruned (the papers' sequential variant; one calibration pass per block), instead of all from the dense model.
+    /// </summary>
+    public bool Sequential { get; init; }
+
     public SparseGptOptions SparseGpt { get; init; } = new();
 }
 
@@ -90,6 +96,8 @@ public static class ModelPruner
         if (o.Pattern is null) SparsityRule.Check(o.Sparsity);
         if (o.Global && (o.Method != PruneMethod.Magnitude || o.Pattern is not null))
             throw new BadInputException("--global applies to unstructured magnitude pruning only");
+        if (o.Sequential && o.Method == PruneMethod.Magnitude)
+            throw new BadInputException("--sequential applies to wanda and sparsegpt (magnitude uses no calibration)");
     }
 
     /// <param name="calibrationTokens">The tokenized calibration text; required for Wanda and SparseGPT.</param>
@@ -98,6 +106,7 @@ public static class ModelPruner
         CancellationToken ct = default)
     {
         Validate(o);
+        if (o.Sequential) return PruneSequentially(model, calibrationTokens, o, progress, ct);
         var targets = Targets(model, o);
         IReadOnlyDictionary<string, LayerStatistics>? stats = null;
         int samples = 0;
@@ -145,6 +154,45 @@ public static class ModelPruner
         var tensors = model.Tensors.Select(t => pruned.TryGetValue(t.Name, out var p) ? AsF32(t, p.W) : t).ToList();
         var result = new Model(model.Config, tensors, model.Tokenizer, model.Provenance, model.Metadata);
         return new ModelPruneResult(result, targets.Select(t => pruned[t.Name].R).ToList(), samples, samples * o.Calibration.SequenceLength);
+    }
+
+    /// <summary>
+    /// Block by block: block b's tensors are pruned with statistics collected on the model whose blocks &lt; b are already
+    /// pruned (one calibration pass per block), so each block compensates for the errors of the ones before it.
+    /// </summary>
+    private static ModelPruneResult PruneSequentially(Model model, IReadOnlyList<int>? calibrationTokens, PruneOptions o,
+        IProgress<PruneProgress>? progress, CancellationToken ct)
+    {
+        var targets = Targets(model, o);
+        if (calibrationTokens is null || calibrationTokens.Count == 0)
+            throw new BadInputException($"--method {Name(o.Method)} needs calibration text (--calib FILE)");
+        var blocks = targets.GroupBy(t => BlockOf(t.Name)).OrderBy(g => g.Key).ToList();
+        int samples = PruningCalibration.SampleCount(calibrationTokens.Count, o.Calibration);
+        var current = model;
+        var results = new List<TensorPruneResult>();
+        int done = 0, total = targets.Count;
+        for (int b = 0; b < blocks.Count; b++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var names = blocks[b].Select(t => Regex.Escape(t.Name)).ToList();
+            // The block's own targets only: everything else is excluded (and already pruned when earlier).
+            var step = o with { Sequential = false, Exclude = $"^(?!(?:{string.Join("|", names)})$)" };
+            int block = b;
+            var relay = progress is null ? null : new Relay<PruneProgress>(p => progress.Report(p.Stage == "calibrating"
+                ? new PruneProgress("calibrating", block * samples + p.Done, blocks.Count * samples)
+                : new PruneProgress("pruning", done + Math.Min(p.Done, blocks[block].Count()), total, p.Tensor)));
+            var r = Prune(current, calibrationTokens, step, relay, ct);
+            results.AddRange(r.Tensors);
+            done += r.Tensors.Count;
+            current = r.Model;
+        }
+        return new ModelPruneResult(current, targets.Select(t => results.First(r => r.Name == t.Name)).ToList(), samples, samples * o.Calibration.SequenceLength);
+    }
+
+    private static int BlockOf(string tensorName)
+    {
+        int dot = tensorName.IndexOf('.', 4);
+        return int.Parse(tensorName.AsSpan(4, dot - 4), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public static string Name(PruneMethod m) => m switch

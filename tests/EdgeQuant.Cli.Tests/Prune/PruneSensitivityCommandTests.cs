@@ -100,6 +100,9 @@ public sealed class PruneSensitivityCommandTests : IDisposable
     [InlineData("below the minimum this report can reach", "--plan", "auto", "--target-params", "1000", "--sensitivity-report", "REPORT", "-o", "OUT")]
     [InlineData("percentage of parameters to remove", "--plan", "auto", "--target-params", "100%", "--sensitivity-report", "REPORT", "-o", "OUT")]
     [InlineData("-o/--output OUT is required", "--method", "magnitude")]
+    [InlineData("--sequential applies to wanda and sparsegpt", "--method", "magnitude", "--sequential", "-o", "OUT")]
+    [InlineData("--sequential applies to wanda and sparsegpt, not --method heads", "--method", "heads", "--sparsity", "0.25", "--sequential", "--calib", "CALIB", "-o", "OUT")]
+    [InlineData("--sequential does not apply", "--sensitivity", "--sequential", "--calib", "CALIB")]
     public void Bad_input_exits_2_and_writes_nothing(string message, params string[] options)
     {
         string report = options.Contains("REPORT") ? Report() : "";

@@ -39,7 +39,7 @@ public sealed partial class PruneCommand
     private async Task<int> ExecuteSensitivityAsync(PruneSensitivityOptions s, CancellationToken cancellationToken)
     {
         var given = s.Given;
-        foreach (var (name, allowed) in new[] { ("--method", false), ("--sparsity", false), ("--pattern", false), ("--global", false), ("--exclude", false) })
+        foreach (var (name, allowed) in new[] { ("--method", false), ("--sparsity", false), ("--pattern", false), ("--global", false), ("--exclude", false), ("--sequential", false) })
             if (!allowed && given.Contains(name))
                 throw new BadInputException($"{name} does not apply to {(s.Plan is null ? "--sensitivity" : "--plan auto")} (it measures and removes heads, channels and layers itself)");
         if (s.Measure && s.Plan is not null)

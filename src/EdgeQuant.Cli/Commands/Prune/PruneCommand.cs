@@ -29,7 +29,11 @@ public sealed partial class PruneCommand(CliContext context, PruneCommandOptions
     {
         if (options.Sensitivity is { Active: true } sensitivity) return await ExecuteSensitivityAsync(sensitivity, cancellationToken);
         if (string.IsNullOrEmpty(options.OutputPath)) throw new BadInputException("-o/--output OUT is required (where to write the pruned model)");
-        if (StructuredPlanner.TryParseMethods(options.Method, out var units)) return await ExecuteStructuredAsync(units, cancellationToken);
+        if (StructuredPlanner.TryParseMethods(options.Method, out var units))
+        {
+            if (options.Sequential) throw new BadInputException($"--sequential applies to wanda and sparsegpt, not --method {options.Method}");
+            return await ExecuteStructuredAsync(units, cancellationToken);
+        }
         return await ExecuteUnstructuredAsync(cancellationToken);
     }
 
@@ -54,7 +58,8 @@ public sealed partial class PruneCommand(CliContext context, PruneCommandOptions
         if (!File.Exists(options.ModelPath) && !Directory.Exists(options.ModelPath))
             throw new BadInputException($"{options.ModelPath}: no such model file or folder");
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
-        var pruneOptions = new PruneOptions { Method = method, Sparsity = sparsity, Pattern = pattern, Global = options.Global, Exclude = options.Exclude };
+        var pruneOptions = new PruneOptions { Method = method, Sparsity = sparsity, Pattern = pattern, Global = options.Global, Exclude = options.Exclude,
+            Sequential = options.Sequential };
         ModelPruner.Validate(pruneOptions);
         if (method == PruneMethod.Magnitude && options.Calib.Length > 0)
             await context.Console.Error.WriteLineAsync("edgequant: warning: --calib is not used by --method magnitude");

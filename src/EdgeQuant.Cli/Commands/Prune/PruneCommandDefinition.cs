@@ -94,6 +94,11 @@ public sealed class PruneCommandDefinition : Command
         HelpName = "FILE",
     };
 
+    public Option<bool> Sequential { get; } = new("--sequential")
+    {
+        Description = "wanda/sparsegpt: calibrate block by block on the model whose earlier blocks are already pruned (one calibration pass per block) instead of all blocks on the dense model.",
+    };
+
     public Option<bool> Sensitivity { get; } = new("--sensitivity")
     {
         Description = "Measure instead of pruning: the KLD and PPL of the model with each layer, each KV-head group and each layer's least important 25/50/75 % of FFN channels removed alone, on --calib (default 32 sequences of 128 tokens); prints the ranking, writes the JSON report to -o.",
@@ -141,6 +146,7 @@ public sealed class PruneCommandDefinition : Command
         Add(Threads);
         Add(Force);
         Add(Tokenizer);
+        Add(Sequential);
         Add(Sensitivity);
         Add(Plan);
         Add(TargetParams);
@@ -165,10 +171,11 @@ public sealed class PruneCommandDefinition : Command
             Json: parseResult.GetValue(Json),
             Sensitivity: new PruneSensitivityOptions(parseResult.GetValue(Sensitivity), parseResult.GetValue(Plan), parseResult.GetValue(TargetParams),
                 parseResult.GetValue(SensitivityReport), parseResult.GetValue(Uniform),
-                Options.Where(o => parseResult.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal)))));
+                Options.Where(o => parseResult.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal)),
+            Sequential: parseResult.GetValue(Sequential))));
     }
 }
 
 public sealed record PruneCommandOptions(string ModelPath, string OutputPath, string Method, double? Sparsity, string? Pattern, string[] Calib,
     int CalibSamples, int? CalibSeqLen, string? Exclude, bool Global, string Format, int? Threads, bool Force, string? TokenizerPath, bool Json,
-    PruneSensitivityOptions? Sensitivity = null);
+    PruneSensitivityOptions? Sensitivity = null, bool Sequential = false);
