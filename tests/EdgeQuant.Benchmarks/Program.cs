@@ -17,4 +17,5 @@ suites.Add("quantize.legacy", EdgeQuant.Benchmarks.Quantization.QuantizeBenchmar
 suites.Add("quantize.kquants.3", EdgeQuant.Benchmarks.Quantization.Q3KQuantizeBenchmarks.Run);
 suites.Add("quantize.kquants.245", EdgeQuant.Benchmarks.Quantization.KQuant245Benchmarks.Run);
 suites.Add("quantize.model", EdgeQuant.Benchmarks.Quantization.ModelQuantizeBenchmarks.Run);
+suites.Add("onnx.quant", EdgeQuant.Benchmarks.Runtimes.OnnxQuantBenchmarks.Run);
 return suites.Run(args);

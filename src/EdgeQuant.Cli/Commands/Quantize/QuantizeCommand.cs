@@ -21,6 +21,13 @@ public sealed class QuantizeCommand(CliContext context, QuantizeOptions options)
 {
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
+        string format = options.Format.ToLowerInvariant();
+        if (format == "onnx") return await new OnnxQuantizeCommand(context, options).ExecuteAsync(cancellationToken);
+        if (format != "gguf") throw new BadInputException($"--format: '{options.Format}' is not one of gguf, onnx");
+        if (QuantizeCommandDefinition.OnnxOnly.FirstOrDefault(options.Given.Contains) is { } onnxOption)
+            throw new BadInputException($"{onnxOption} applies to --format onnx only");
+        if (options.Type is null) throw new BadInputException("--type is required with --format gguf (e.g. --type Q4_K_M)");
+
         // Everything that can be refused without reading the model is checked first.
         var fileType = QuantFileTypes.Parse(options.Type);
         var policy = new QuantizationPolicyOptions
