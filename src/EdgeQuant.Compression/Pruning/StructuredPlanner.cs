@@ -154,7 +154,13 @@ public static class StructuredPlanner
     /// together: for each number of KV groups removed per layer, the channel count that reaches the target, keeping the
     /// combination whose head and channel shares are closest (pruning both about equally).
     /// </summary>
-    public static ParameterTargetPlan ForParameterTarget(Model model, StructuredImportance importance, double target, IReadOnlyCollection<StructuredMethod> methods)
+    /// <param name="channelMultiple">
+    /// Keep a multiple of this many FFN channels per layer (1: any count). Runtimes' fast matrix kernels want aligned
+    /// widths (llama.cpp's F32 SGEMM needs the inner dimension a multiple of its vector width, and GGUF block
+    /// quantization needs ffn_down rows a multiple of 32 or 256), so an odd width can be slower than the dense model.
+    /// </param>
+    public static ParameterTargetPlan ForParameterTarget(Model model, StructuredImportance importance, double target, IReadOnlyCollection<StructuredMethod> methods,
+        int channelMultiple = 1)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(methods);
@@ -165,6 +171,12 @@ public static class StructuredPlanner
         CheckShape(c, importance);
         long before = model.ParameterCount;
         int blocks = c.BlockCount, kv = c.HeadCountKv, ff = c.FeedForwardLength;
+        if (channelMultiple < 1 || channelMultiple >= ff)
+            throw new BadInputException($"channel multiple {channelMultiple} is outside 1..{ff - 1}");
+        // Removable channel counts, ascending: none, then every count leaving a positive multiple of channelMultiple.
+        var removable = new List<int> { 0 };
+        for (int kept = (ff - 1) / channelMultiple * channelMultiple; kept >= channelMultiple; kept -= channelMultiple) removable.Add(ff - kept);
+        int steps = removable.Count - 1;
         long After(int g, int ch, int ly) => StructuredPruner.ParameterCount(model, Combine(c, importance, Fill(blocks, g), Fill(blocks, ch), ly));
         double Share(long after) => 1 - (double)after / before;
 
@@ -175,15 +187,15 @@ public static class StructuredPlanner
         else if (heads && !channels && !layers)
             best = (Closest(0, kv - 1, g => Share(After(g, 0, 0)), target), 0, 0);
         else if (channels && !heads && !layers)
-            best = (0, Closest(0, ff - 1, ch => Share(After(0, ch, 0)), target), 0);
+            best = (0, removable[Closest(0, steps, i => Share(After(0, removable[i], 0)), target)], 0);
         else if (heads && channels && !layers)
         {
-            best = (0, Closest(0, ff - 1, ch => Share(After(0, ch, 0)), target), 0);
+            best = (0, removable[Closest(0, steps, i => Share(After(0, removable[i], 0)), target)], 0);
             double bestGap = double.MaxValue;
             for (int g = 0; g < kv; g++)
             {
                 if (Share(After(g, 0, 0)) > target + 1e-12) break;
-                int ch = Closest(0, ff - 1, x => Share(After(g, x, 0)), target);
+                int ch = removable[Closest(0, steps, i => Share(After(g, removable[i], 0)), target)];
                 double gap = Math.Abs((double)g / kv - (double)ch / ff);
                 if (gap < bestGap)
                 {

@@ -156,7 +156,15 @@ public class StructuredImportanceTests(ITestOutputHelper output)
             Assert.InRange(t.Removed, target - 0.01, target + 0.01);
             var ch = StructuredPlanner.ForParameterTarget(model, imp, target, [StructuredMethod.Channels]);
             Assert.InRange(ch.Removed, target - 0.01, target + 0.01);
+            // Aligned: 160, 128, 96, 64 or 32 channels kept (one channel is 960 parameters, 0.33 %), the closest to the target.
+            var aligned = StructuredPlanner.ForParameterTarget(model, imp, target, [StructuredMethod.Channels], channelMultiple: 32);
+            Assert.All(aligned.Plan.Layers, l => Assert.Equal(0, l.Channels.Length % 32));
+            double Removed(int kept) => 1 - (double)StructuredPruner.ParameterCount(model,
+                StructuredPlanner.Combine(c, imp, new int[5], Enumerable.Repeat(172 - kept, 5).ToArray(), 0)) / model.ParameterCount;
+            int best = new[] { 160, 128, 96, 64, 32 }.MinBy(k => Math.Abs(Removed(k) - target));
+            Assert.Equal(best, aligned.Plan.Layers[0].Channels.Length);
         }
+        Assert.Throws<BadInputException>(() => StructuredPlanner.ForParameterTarget(model, imp, 0.25, [StructuredMethod.Channels], channelMultiple: 172));
     }
 
     /// <summary>Uniformly pruned stories260K (heads + channels, and layers) as GGUF in the real llama.cpp: the engine's logits.</summary>
