@@ -177,9 +177,13 @@ public sealed record SensitivityReport
             if (order.Length != m.Ffn[l] || !IsPermutation(order))
                 throw new FileFormatException(source, $"channel_order[{l}]", null, $"not a permutation of 0..{m.Ffn[l] - 1}");
         }
-        foreach (var u in r.Units)
+        var seen = new HashSet<(SensitivityUnitKind, int, int)>();
+        for (int i = 0; i < r.Units.Count; i++)
         {
-            string field = $"units[{u.Rank - 1}]";
+            var u = r.Units[i] ?? throw new FileFormatException(source, $"units[{i}]", null, "missing");
+            string field = $"units[{i}]";
+            // A unit listed twice would be removed (and charged) twice by the planner.
+            if (!seen.Add((u.Kind, u.Layer, u.Index))) throw new FileFormatException(source, field, null, $"{u.Kind} unit {u.Index} of layer {u.Layer} is listed twice");
             if (u.Layer < 0 || u.Layer >= m.Layers) throw new FileFormatException(source, field + ".layer", null, $"{u.Layer} is outside 0..{m.Layers - 1}");
             if (u.Params <= 0 || !double.IsFinite(u.Kld) || !(u.Ppl > 0))
                 throw new FileFormatException(source, field, null, "params must be positive and kld/ppl finite");

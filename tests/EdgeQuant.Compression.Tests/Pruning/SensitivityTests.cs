@@ -214,6 +214,8 @@ public class SensitivityTests
         order[1][0] = order[1][1];
         File.WriteAllText(path, (report with { ChannelOrder = order }).ToJson());
         Assert.Contains("channel_order[1]", Assert.Throws<FileFormatException>(() => SensitivityReport.Read(path)).Message);
+        File.WriteAllText(path, (report with { Units = [.. report.Units, report.Units[0] with { Rank = report.Units.Count + 1 }] }).ToJson());
+        Assert.Contains("listed twice", Assert.Throws<FileFormatException>(() => SensitivityReport.Read(path)).Message);
     }
 
     [Theory]
