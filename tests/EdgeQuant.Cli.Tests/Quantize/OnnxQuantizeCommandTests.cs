@@ -126,6 +126,31 @@ public sealed class OnnxQuantizeCommandTests : IDisposable
         Assert.Equal(6, MatMulsLeft(exFolder));
     }
 
+    /// <summary>SmoothQuant on JSONL calibration read from a folder: recorded in the report and the model's metadata, still close to FP32.</summary>
+    [OnnxRuntimeFact(Stories, Text)]
+    public void Smoothquant_with_a_jsonl_folder_runs_close_to_fp32_and_is_recorded()
+    {
+        double fp32 = Fp32Ppl();
+        string calibDir = _dir.File("calib");
+        Directory.CreateDirectory(calibDir);
+        var stories = File.ReadAllLines(SharedData.Require(Text)).Where(l => l.Length > 0).Take(600);
+        File.WriteAllLines(Path.Combine(calibDir, "a.jsonl"), stories.Select(l => JsonSerializer.Serialize(new { story = l })));
+        File.WriteAllText(Path.Combine(calibDir, "notes.md"), "not calibration text");
+        var (report, folder) = Quantize("smooth", "--scheme", "int8-static", "--calib", calibDir, "--calib-field", "story", "--calib-samples", "8",
+            "--calib-seq-len", "64", "--seed", "3", "--smooth-alpha", "0.5");
+        Assert.Equal(0.5, report.GetProperty("smooth_alpha").GetDouble());
+        var calib = report.GetProperty("calibration");
+        Assert.Equal(new[] { Path.Combine(calibDir, "a.jsonl") }, calib.GetProperty("files").EnumerateArray().Select(f => f.GetString()));
+        Assert.Equal(3, calib.GetProperty("seed").GetInt32());
+        Assert.False(calib.GetProperty("overlapping").GetBoolean());
+        var meta = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(folder, "model.onnx"))).MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal("0.5", meta["edgequant.smooth_alpha"]);
+        Assert.Equal(calib.GetProperty("sha256").GetString(), meta["edgequant.calibration_sha256"]);
+        Assert.Equal("int8-static", meta["edgequant.dtype"]);
+        double ppl = Ppl(Path.Combine(folder, "model.onnx"));
+        Assert.True(Math.Abs(ppl / fp32 - 1) < 0.03, $"int8-static + SmoothQuant PPL {ppl} vs FP32 {fp32}");
+    }
+
     // ---------------------------------------------------------------- refusals
 
     private void AssertRefused(string outName, string expected, params string[] args)
