@@ -29,9 +29,9 @@ public static partial class Int4FakeQuant
             if (!LinearLayer().IsMatch(layer)) continue;
             if (layer.EndsWith(".attn_qkv", StringComparison.Ordinal))
             {
-                // GPT-2's fused projection is exported (and selected) as three layers.
+                // GPT-2's fused projection is exported as three layers; --exclude may name the parts or the whole.
                 string p = layer[..^"attn_qkv".Length];
-                layers.AddRange([p + "attn_q", p + "attn_k", p + "attn_v"]);
+                layers.AddRange([layer, p + "attn_q", p + "attn_k", p + "attn_v"]);
             }
             else layers.Add(layer);
         }
@@ -69,7 +69,7 @@ public static partial class Int4FakeQuant
                 if (q + 2 * kv != rows) throw new BadInputException($"{src}: tensor '{t.Name}' has {rows} rows, expected {q + 2 * kv}");
                 foreach (var (name, start, count) in new[] { (p + "attn_q", 0, q), (p + "attn_k", q, kv), (p + "attn_v", q + kv, kv) })
                 {
-                    if (!sel.Includes(name)) continue;
+                    if (!sel.Includes(name) || !sel.Includes(layer)) continue;
                     var part = w.AsSpan(start * cols, count * cols).ToArray();
                     Int4Quantization.QuantizeDequantize(part, count, cols, options.BlockSize, options.Symmetric, imp, $"{src}: tensor '{t.Name}'")
                         .CopyTo(w.AsSpan(start * cols));

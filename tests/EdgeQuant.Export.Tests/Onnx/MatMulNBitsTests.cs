@@ -261,6 +261,14 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
         var actual = new float[expected.Length];
         runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), actual);
         Assert.InRange(Numbers.RelativeL2(actual, expected), 0, LogitsTolerance);
+
+        // Naming the fused tensor keeps all three parts float, in both.
+        var whole = new Int4WeightOptions { Layers = LayerSelection.Parse("attn_qkv") };
+        var wholeLowering = new MatMulNBitsLowering(whole);
+        OnnxExporter.Export(model, temp.File("onnx2"), new OnnxExportOptions { Linear = wholeLowering });
+        Assert.Equal(["blk.0.attn_output", "blk.0.ffn_up", "blk.0.ffn_down"], wholeLowering.QuantizedLayers);
+        using var wholeFake = Int4FakeQuant.Create(model, whole);
+        Assert.Equal(before, wholeFake.Model.Get("blk.0.attn_qkv.weight").ToFloat32());
     }
 
     [Fact]

@@ -47,7 +47,8 @@ public sealed class MatMulNBitsLowering : IOnnxLinearLowering
 
     public string? Emit(OnnxGraphBuilder b, OnnxLinear l)
     {
-        if (!_options.Layers.Includes(l.Layer)) return null;
+        // GPT-2's q/k/v parts are excluded by their own name or by the fused attn_qkv's, as Int4FakeQuant does.
+        if (!_options.Layers.Includes(l.Layer) || (l.HookLayer != l.Layer && !_options.Layers.Includes(l.HookLayer))) return null;
         if (!_imported)
         {
             b.ImportDomain(Domain, 1);
