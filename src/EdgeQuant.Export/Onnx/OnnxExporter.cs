@@ -44,6 +44,13 @@ public sealed record OnnxExportOptions
     /// whole sequence on every call (<c>OrtLogitsRunner</c> re-runs the history), as some deployment tools want.
     /// </summary>
     public bool KvCache { get; init; } = true;
+
+    /// <summary>
+    /// Attention as ONNX Runtime's fused com.microsoft <c>GroupQueryAttention</c> (causal, rotary inside, KV cache in
+    /// BNSH like the standard graph) instead of standard ops. Runs only in ONNX Runtime; assumes right padding
+    /// (sequence lengths from attention_mask) and positions past_length + i, so position_ids is unused.
+    /// </summary>
+    public bool FusedAttention { get; init; }
 }
 
 /// <param name="Folder">The output folder.</param>
@@ -78,6 +85,8 @@ public static class OnnxExporter
         ExportPaths.CheckOutput(src, outputDir, options.Overwrite);
         if (File.Exists(outputDir)) throw new BadInputException($"{outputDir}: is a file; an ONNX export writes a folder");
         Validate(c, src);
+        if (options.FusedAttention && c.HeadDim % 16 != 0)
+            throw new BadInputException($"{src}: head_dim {c.HeadDim} is not a multiple of 16, which ONNX Runtime's GroupQueryAttention requires; export without --fused-attention");
         var tokenizer = model.Tokenizer is null ? null : Tokenizer.FromModel(model);
 
         string full = Path.GetFullPath(outputDir).TrimEnd(Path.DirectorySeparatorChar);
@@ -245,8 +254,12 @@ public static class OnnxExporter
                 string pos = Weight("position_embd.weight", pe.Shape, transpose: false);
                 x = b.Op("Add", "embed", [x, b.Op("Gather", "embed_positions", [pos, "position_ids"])]);
             }
-            BuildMask();
-            if (!_gpt2) BuildRope();
+            if (options.FusedAttention) BuildFusedAttentionInputs();
+            else
+            {
+                BuildMask();
+                if (!_gpt2) BuildRope();
+            }
 
             for (int l = 0; l < c.BlockCount; l++)
             {
@@ -317,6 +330,59 @@ public static class OnnxExporter
             _mask = b.Op("Where", "mask/additive", [allowed, b.Scalar(0f), b.Scalar(float.MinValue)]);
         }
 
+        private string? _seqlensK, _totalLength, _cosCache, _sinCache;
+
+        /// <summary>
+        /// GroupQueryAttention's side inputs: seqlens_k = Σ attention_mask − 1 per row (int32), total_sequence_length
+        /// (int32 scalar) and, for RoPE, cos/sin caches [context, head_dim/2] of angles pos · θ^(−2i/d) in double.
+        /// </summary>
+        private void BuildFusedAttentionInputs()
+        {
+            var b = _b;
+            string sum = b.Op("ReduceSum", "gqa/seqlens", ["attention_mask", b.Int64s([1])], Attr("keepdims", 0L));
+            _seqlensK = b.Op("Cast", "gqa/seqlens_k", [b.Op("Sub", "gqa/seqlens", [sum, b.Scalar(1L)])], Attr("to", (long)DataType.Int32));
+            string total = b.Op("Shape", "gqa/total", ["attention_mask"], Attr("start", 1L), Attr("end", 2L));
+            _totalLength = b.Op("Cast", "gqa/total_sequence_length", [b.Op("Squeeze", "gqa/total", [total, b.Int64s([0])])], Attr("to", (long)DataType.Int32));
+            if (_gpt2) return;
+            int half = _c.HeadDim / 2, n = _c.ContextLength;
+            var cos = new float[(long)n * half];
+            var sin = new float[(long)n * half];
+            for (int pos = 0; pos < n; pos++)
+                for (int i = 0; i < half; i++)
+                {
+                    double angle = pos * Math.Pow(_c.RopeTheta, -2.0 * i / _c.HeadDim);
+                    cos[(long)pos * half + i] = (float)Math.Cos(angle);
+                    sin[(long)pos * half + i] = (float)Math.Sin(angle);
+                }
+            _cosCache = b.Initializer("rope.cos_cache", cos, n, half);
+            _sinCache = b.Initializer("rope.sin_cache", sin, n, half);
+            b.ImportDomain("com.microsoft", 1);
+        }
+
+        /// <summary>q [b, s, H·hd], k/v [b, s, KV·hd] → attention output [b, s, H·hd] by com.microsoft GroupQueryAttention.</summary>
+        private string FusedAttention(int l, string q, string k, string v, int heads, int kvHeads)
+        {
+            var b = _b;
+            b.ImportDomain("com.microsoft", 1);
+            string p = $"blk.{l}.";
+            string pastK = options.KvCache ? $"past_key_values.{l}.key" : "";
+            string pastV = options.KvCache ? $"past_key_values.{l}.value" : "";
+            string presentK = options.KvCache ? $"present.{l}.key" : b.Fresh(p + "attn/present_key");
+            string presentV = options.KvCache ? $"present.{l}.value" : b.Fresh(p + "attn/present_value");
+            string output = b.Fresh(p + "attn/GroupQueryAttention");
+            List<string> inputs = [q, k, v, pastK, pastV, _seqlensK!, _totalLength!];
+            var attrs = new List<AttributeProto> { Attr("num_heads", (long)heads), Attr("kv_num_heads", (long)kvHeads), Attr("scale", 1f / MathF.Sqrt(_c.HeadDim)) };
+            if (!_gpt2)
+            {
+                inputs.Add(_cosCache!);
+                inputs.Add(_sinCache!);
+                attrs.Add(Attr("do_rotary", 1L));
+                attrs.Add(Attr("rotary_interleaved", 0L));
+            }
+            b.Node("GroupQueryAttention", inputs, [output, presentK, presentV], output, "com.microsoft", [.. attrs]);
+            return output;
+        }
+
         /// <summary>cos/sin [batch, 1, seq, head_dim] for rotate-half RoPE from position_ids (angles pos · θ^(-2i/d)).</summary>
         private void BuildRope()
         {
@@ -342,6 +408,14 @@ public static class OnnxExporter
             string h = Norm(x, p + "attn_norm");
             var (wq, bq, wk, bk, wv, bv) = Projections(p, d, heads, kvHeads);
             string? fusedHook = model.Find(p + "attn_qkv.weight") is not null ? p + "attn_qkv" : null;
+            if (options.FusedAttention)
+            {
+                string fq = Linear(h, p + "attn_q", p + "attn_q", wq, qDim, d, bq, p + "attn_q.weight", fusedHook);
+                string fk = Linear(h, p + "attn_k", p + "attn_k", wk, kvDim, d, bk, p + "attn_k.weight", fusedHook);
+                string fv = Linear(h, p + "attn_v", p + "attn_v", wv, kvDim, d, bv, p + "attn_v.weight", fusedHook);
+                x = b.Op("Add", p + "attn_residual", [x, LinearOf(FusedAttention(l, fq, fk, fv, heads, kvHeads), p + "attn_output", d, qDim)]);
+                return Ffn(l, x);
+            }
             string q = Heads(Linear(h, p + "attn_q", p + "attn_q", wq, qDim, d, bq, p + "attn_q.weight", fusedHook), p + "attn_q", heads);
             string k = Heads(Linear(h, p + "attn_k", p + "attn_k", wk, kvDim, d, bk, p + "attn_k.weight", fusedHook), p + "attn_k", kvHeads);
             string v = Heads(Linear(h, p + "attn_v", p + "attn_v", wv, kvDim, d, bv, p + "attn_v.weight", fusedHook), p + "attn_v", kvHeads);
@@ -363,8 +437,16 @@ public static class OnnxExporter
             att = b.Op("Transpose", p + "attn_out", [att], Attr("perm", new long[] { 0, 2, 1, 3 }));
             att = b.Op("Reshape", p + "attn_out", [att, b.Int64s([0, 0, qDim])]);
             x = b.Op("Add", p + "attn_residual", [x, LinearOf(att, p + "attn_output", d, qDim)]);
+            return Ffn(l, x);
+        }
 
-            h = Norm(x, p + "ffn_norm");
+        private string Ffn(int l, string x)
+        {
+            var b = _b;
+            var c = _c;
+            string p = $"blk.{l}.";
+            int d = c.EmbeddingLength;
+            string h = Norm(x, p + "ffn_norm");
             int ff = c.FeedForwardIn(l);
             string up = LinearOf(h, p + "ffn_up", ff, d);
             string act;

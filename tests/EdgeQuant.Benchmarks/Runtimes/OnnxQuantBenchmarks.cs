@@ -60,6 +60,13 @@ public static class OnnxQuantBenchmarks
             ("int8-static minmax", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib }),
             ("int8-static +head", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib, Static = new Int8StaticOptions { Layers = withHead } }),
             ("int4-weight b32", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int4Weight }),
+            // The same graphs with attention as ORT's fused GroupQueryAttention (export --fused-attention): compared
+            // with the fused FP32 graph, as a user choosing that graph style would compare them.
+            ("fp32 gqa", null),
+            ("int8-dynamic gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, FusedAttention = true }),
+            ("int8-dynamic +head gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, Dynamic = new Int8DynamicOptions { Layers = withHead }, FusedAttention = true }),
+            ("int8-static gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib, FusedAttention = true }),
+            ("int4-weight b32 gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int4Weight, FusedAttention = true }),
         };
 
         var runners = new List<(string Label, OrtLogitsRunner Runner, long Bytes)>();
@@ -74,7 +81,7 @@ public static class OnnxQuantBenchmarks
                     string path;
                     try
                     {
-                        if (options is null) path = OnnxExporter.Export(model, dir).ModelPath;
+                        if (options is null) path = OnnxExporter.Export(model, dir, new OnnxExportOptions { FusedAttention = label.EndsWith(" gqa", StringComparison.Ordinal) }).ModelPath;
                         else path = OnnxQuantizer.Quantize(model, dir, options with { Threads = Environment.ProcessorCount }).ModelPath;
                     }
                     catch (Exception e) when (e is not OutOfMemoryException)
@@ -105,13 +112,17 @@ public static class OnnxQuantBenchmarks
                 for (int s = 0; s < DecodeSteps; s++) r.Runner.Evaluate(tokens.AsSpan(DecodePrompt + s, 1), DecodePrompt + s, [0], logits);
             })).ToArray(), warmup: 1, minRounds: 3, budgetSeconds: 20);
             // The decode action includes its 64-token prompt; that prompt's own cost is taken out with the prefill rate.
+            int fusedBase = runners.FindIndex(r => r.Label == "fp32 gqa");
+            double Step(int i) => Math.Max(1e-9, (decode[i] - prefill[i] * DecodePrompt / PrefillTokens) / DecodeSteps);
             for (int i = 0; i < runners.Count; i++)
             {
-                double promptSeconds = prefill[i] * DecodePrompt / PrefillTokens;
-                double stepSeconds = Math.Max(1e-9, (decode[i] - promptSeconds) / DecodeSteps);
-                double fp32Step = Math.Max(1e-9, (decode[0] - prefill[0] * DecodePrompt / PrefillTokens) / DecodeSteps);
-                Console.WriteLine($"{runners[i].Label,-20} prefill {PrefillTokens / prefill[i],7:F0} tok/s ({prefill[0] / prefill[i]:F2}x fp32)   " +
-                                  $"decode {1 / stepSeconds,6:F1} tok/s ({fp32Step / stepSeconds:F2}x fp32)   model {runners[i].Bytes / 1e6:F0} MB");
+                // Each graph style against its own FP32 graph; fused graphs also against the standard FP32 one.
+                bool fused = runners[i].Label.EndsWith(" gqa", StringComparison.Ordinal) && fusedBase >= 0;
+                int b = fused ? fusedBase : 0;
+                string baseName = fused ? "fp32 gqa" : "fp32";
+                string vsStandard = fused ? $", {prefill[0] / prefill[i]:F2}x fp32" : "";
+                Console.WriteLine($"{runners[i].Label,-24} prefill {PrefillTokens / prefill[i],7:F0} tok/s ({prefill[b] / prefill[i]:F2}x {baseName}{vsStandard})   " +
+                                  $"decode {1 / Step(i),6:F1} tok/s ({Step(b) / Step(i):F2}x {baseName})   model {runners[i].Bytes / 1e6:F0} MB");
             }
             Console.WriteLine($"target (issue 8): INT8 prefill >= 1.8x FP32; load average at end {Measure.LoadAverage()}");
         }

@@ -63,6 +63,25 @@ public sealed class OnnxExportOptionsCommandTests : IDisposable
     }
 
     [Fact]
+    public void Fused_attention_is_refused_for_other_formats()
+    {
+        var r = CliRunner.Run("export", "missing-model.gguf", "--format", "hf", "-o", _dir.File("o"), "--fused-attention");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--fused-attention applies to --format onnx", r.StdErr);
+        Assert.False(Directory.Exists(_dir.File("o")));
+    }
+
+    /// <summary>stories260K's heads are 8 wide; ORT's GroupQueryAttention takes multiples of 16, so the export says so.</summary>
+    [SharedDataFact(Gguf)]
+    public void Fused_attention_with_a_head_size_ort_cannot_run_exits_2_without_output()
+    {
+        var r = CliRunner.Run("export", SharedData.Require(Gguf), "--format", "onnx", "-o", _dir.File("o"), "--fused-attention");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("head_dim 8 is not a multiple of 16", r.StdErr);
+        Assert.False(Directory.Exists(_dir.File("o")));
+    }
+
+    [Fact]
     public void Onnx_options_are_refused_for_other_formats()
     {
         var r = CliRunner.Run("export", "missing-model.gguf", "--format", "gguf", "-o", _dir.File("o.gguf"), "--no-kv-cache");

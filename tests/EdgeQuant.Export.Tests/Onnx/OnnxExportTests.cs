@@ -46,6 +46,33 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         output.WriteLine($"{name}: rel. L2 full {full:E2}, through the cache {stepped:E2}");
     }
 
+    /// <summary>
+    /// The same fixtures with attention as ORT's fused com.microsoft GroupQueryAttention (RoPE from cos/sin caches,
+    /// causal masking and the cache inside the kernel): same logits as the engine, in one call and through the cache.
+    /// </summary>
+    [OnnxExportTheory]
+    [MemberData(nameof(Fixtures))]
+    public void Fused_attention_logits_match_the_engine_full_and_through_the_kv_cache(string name, FixtureSpec spec, bool fromHf)
+    {
+        using var temp = new TempDir("eq-onnx-gqa");
+        var written = FixtureMaker.Write(spec, temp.Path, fromHf ? FixtureFormats.HuggingFace : FixtureFormats.Gguf);
+        using var model = ModelLoader.Load(fromHf ? written.HuggingFaceDir! : written.GgufPath!);
+        var tokens = Numbers.RandomTokens(40, spec.Vocab, seed: spec.GetHashCode());
+        if (model.Config.HeadDim % 16 != 0)
+        {
+            // ORT's kernel takes head sizes in multiples of 16: refused up front, nothing left behind.
+            var e = Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { FusedAttention = true }));
+            Assert.Contains("multiple of 16", e.Message);
+            Assert.False(Directory.Exists(temp.File("onnx")));
+            return;
+        }
+        var (full, stepped) = CompareWithEngine(model, temp.File("onnx"), tokens, new OnnxExportOptions { FusedAttention = true });
+        var graph = EdgeQuant.Formats.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(temp.File("onnx"), OnnxExporter.ModelFileName)));
+        Assert.Equal(model.Config.BlockCount, graph.Graph.Node.Count(n => n.OpType == "GroupQueryAttention" && n.Domain == "com.microsoft"));
+        Assert.DoesNotContain(graph.Graph.Node, n => n.OpType == "Softmax");
+        output.WriteLine($"{name} (GroupQueryAttention): rel. L2 full {full:E2}, through the cache {stepped:E2}");
+    }
+
     [OnnxExportFact("models/stories260K/stories260K.gguf")]
     public void Stories260K_logits_match_the_engine_and_the_folder_is_complete()
     {
@@ -173,9 +200,9 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     /// <summary>Exports, checks, and returns (full-sequence, through-the-cache) relative L2 against the engine; asserts both.</summary>
-    private static (double Full, double Stepped) CompareWithEngine(Model model, string dir, int[] tokens)
+    private static (double Full, double Stepped) CompareWithEngine(Model model, string dir, int[] tokens, OnnxExportOptions? options = null)
     {
-        var r = OnnxExporter.Export(model, dir);
+        var r = OnnxExporter.Export(model, dir, options);
         Assert.False(r.ExternalData);
         OnnxChecker.Check(r.ModelPath);
         var expected = EngineLogits(model, tokens);

@@ -47,6 +47,11 @@ public sealed class ExportCommandDefinition : Command
         Description = "ONNX only: a graph without past/present values, that takes the whole sequence on every call.",
     };
 
+    public Option<bool> FusedAttention { get; } = new("--fused-attention")
+    {
+        Description = "ONNX only: attention as ONNX Runtime's fused com.microsoft GroupQueryAttention (faster prefill; runs only in ONNX Runtime; head_dim a multiple of 16).",
+    };
+
     public Option<bool> Force { get; } = new("--force")
     {
         Description = "Replace the output if it exists.",
@@ -75,6 +80,7 @@ public sealed class ExportCommandDefinition : Command
         Add(Dtype);
         Add(KvCache);
         Add(NoKvCache);
+        Add(FusedAttention);
         Add(Force);
         Add(AllowNonFinite);
         Add(Tokenizer);
@@ -89,10 +95,11 @@ public sealed class ExportCommandDefinition : Command
             Force: parseResult.GetValue(Force),
             AllowNonFinite: parseResult.GetValue(AllowNonFinite),
             TokenizerPath: parseResult.GetValue(Tokenizer),
-            Json: parseResult.GetValue(Json))));
+            Json: parseResult.GetValue(Json),
+            FusedAttention: parseResult.GetValue(FusedAttention))));
     }
 }
 
 /// <param name="KvCache">True (default, or --kv-cache), false (--no-kv-cache), null when both were given (refused).</param>
 public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, string? Dtype, bool? KvCache, bool Force, bool AllowNonFinite,
-    string? TokenizerPath, bool Json);
+    string? TokenizerPath, bool Json, bool FusedAttention = false);

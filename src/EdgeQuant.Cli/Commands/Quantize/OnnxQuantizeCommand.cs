@@ -113,6 +113,7 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
                 AllowNonFinite = options.AllowNonFinite,
                 Overwrite = options.Force,
                 Threads = threads,
+                FusedAttention = o.FusedAttention,
             };
             var tasks = new Dictionary<string, (IProgressTask Task, int Done)>(StringComparer.Ordinal);
             var relay = new Progress(e =>

@@ -10,6 +10,9 @@ namespace EdgeQuant.Export.Onnx.Quant;
 /// <summary>What <see cref="OnnxQuantizer.Quantize"/> does: one scheme, its options, and the calibration it may need.</summary>
 public sealed record OnnxQuantizeOptions
 {
+    /// <summary>Attention as ORT's fused GroupQueryAttention (<see cref="OnnxExportOptions.FusedAttention"/>).</summary>
+    public bool FusedAttention { get; init; }
+
     public OnnxQuantScheme Scheme { get; init; } = OnnxQuantScheme.Int8Dynamic;
 
     public Int8DynamicOptions Dynamic { get; init; } = new();
@@ -243,6 +246,7 @@ public static class OnnxQuantizer
                 Overwrite = options.Overwrite,
                 AllowNonFinite = options.AllowNonFinite,
                 Linear = counting,
+                FusedAttention = options.FusedAttention,
                 TensorWritten = progress is null ? null : (done, total) => progress.Report(new OnnxQuantizeProgress("exporting", done, total)),
             }, cancellationToken);
 
