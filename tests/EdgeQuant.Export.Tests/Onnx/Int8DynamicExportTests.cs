@@ -31,13 +31,22 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
 
     [OnnxExportTheory]
     [MemberData(nameof(Fixtures))]
-    public void Fixture_logits_match_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel)
+    public void Fixture_logits_match_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel) =>
+        CompareWithFakeQuant(name, spec, perChannel, fusedAttention: false);
+
+    /// <summary>The same with attention as ORT's GroupQueryAttention (--fused-attention): the lowering is unchanged.</summary>
+    [OnnxExportTheory]
+    [MemberData(nameof(Fixtures))]
+    public void Fixture_with_fused_attention_matches_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel) =>
+        CompareWithFakeQuant(name + ", fused attention", spec, perChannel, fusedAttention: true);
+
+    private void CompareWithFakeQuant(string name, FixtureSpec spec, bool perChannel, bool fusedAttention)
     {
         using var temp = new TempDir("eq-int8");
         using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
         var options = new Int8DynamicOptions { PerChannel = perChannel };
         var lowering = new Int8DynamicLowering(options);
-        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering, FusedAttention = fusedAttention });
         OnnxChecker.Check(r.ModelPath);
         int perBlock = spec.Arch == FixtureArch.Gpt2 ? 6 : 7;
         Assert.Equal(spec.Layers * perBlock, lowering.QuantizedLayers.Count);
