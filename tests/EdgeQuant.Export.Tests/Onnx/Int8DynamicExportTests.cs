@@ -19,8 +19,6 @@ namespace EdgeQuant.Export.Tests.Onnx;
 /// </summary>
 public sealed class Int8DynamicExportTests(ITestOutputHelper output)
 {
-    private static readonly OrtSessionSettings OneThread = new() { IntraOpThreads = 1, InterOpThreads = 1 };
-
     public static TheoryData<string, FixtureSpec, bool> Fixtures => new()
     {
         { "llama gqa2 tied, per channel", new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 172, Vocab = 300, Seed = 61 }, true },
@@ -52,10 +50,10 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
         Assert.Equal(spec.Layers * perBlock, lowering.QuantizedLayers.Count);
 
         var tokens = Numbers.RandomTokens(24, spec.Vocab, seed: 7);
-        var fp32 = EngineLogits(model, null, tokens);
+        var fp32 = QuantLogits.Engine(model, null, tokens);
         using var fq = Int8DynamicFakeQuant.Create(model, options);
-        var fake = EngineLogits(fq.Model, fq.Hook, tokens);
-        var ort = OrtLogits(r.ModelPath, tokens);
+        var fake = QuantLogits.Engine(fq.Model, fq.Hook, tokens);
+        var ort = QuantLogits.Ort(r.ModelPath, tokens);
         double vsFake = Numbers.RelativeL2(ort, fake), vsFp32 = Numbers.RelativeL2(ort, fp32), fakeVsFp32 = Numbers.RelativeL2(fake, fp32);
         output.WriteLine($"{name}: ORT vs fake quant {vsFake:E2}; vs FP32: ORT {vsFp32:E2}, fake quant {fakeVsFp32:E2}");
         // Quantization itself moves the logits by ~1e-2; the simulation must be two orders of magnitude closer.
@@ -71,7 +69,7 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
         int v = spec.Vocab;
         var fakeStepped = new float[tokens.Length * v];
         var ortStepped = new float[tokens.Length * v];
-        using (var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = OneThread }))
+        using (var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = QuantLogits.OneThread }))
         {
             int at = 0;
             foreach (int len in pieces)
@@ -171,9 +169,9 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
                 using var fq = Int8DynamicFakeQuant.Create(model, options);
                 var fakeEngine = ReferenceEngine.Load(fq.Model, new EngineOptions { Threads = 1 });
                 using var hook = fakeEngine.AddHook(fq.Hook!);
-                using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = OneThread });
-                var ortStats = new KldStats();
-                var fakeStats = new KldStats();
+                using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = QuantLogits.OneThread });
+                var ortStats = new DriftStats();
+                var fakeStats = new DriftStats();
                 double l2 = 0;
                 for (int c = 0; c < chunks; c++)
                 {
@@ -183,8 +181,8 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
                     runner.Reset();
                     runner.Evaluate(t, 0, Enumerable.Range(0, ctx).ToArray(), ort); // the whole chunk as one batch, as the engine runs it
                     l2 = Math.Max(l2, Numbers.RelativeL2(ort, fake));
-                    ortStats.Add(reference[c], ort, t, model.Config.VocabSize);
-                    fakeStats.Add(reference[c], fake, t, model.Config.VocabSize);
+                    ortStats.AddSecondHalf(reference[c], ort, t, model.Config.VocabSize);
+                    fakeStats.AddSecondHalf(reference[c], fake, t, model.Config.VocabSize);
                 }
                 output.WriteLine($"per_channel={perChannel} reduce_range={reduce}: KLD ORT {ortStats.MeanKld:F6}, fake quant {fakeStats.MeanKld:F6} " +
                                  $"(ratio {ortStats.MeanKld / fakeStats.MeanKld:F4}); PPL ORT {ortStats.Perplexity:F4}, fake {fakeStats.Perplexity:F4}, FP32 {fakeStats.ReferencePerplexity:F4}; " +
@@ -192,62 +190,5 @@ public sealed class Int8DynamicExportTests(ITestOutputHelper output)
                 Assert.InRange(ortStats.MeanKld / fakeStats.MeanKld, 0.9, 1.1);
                 Assert.True(fakeStats.MeanKld > 0);
             }
-    }
-
-    /// <summary>KLD(FP32 ‖ candidate) and NLL over the second half of each chunk, as llama-perplexity scores.</summary>
-    private sealed class KldStats
-    {
-        private double _kld, _nll, _nllRef;
-
-        public int Count { get; private set; }
-
-        public double MeanKld => _kld / Count;
-
-        public double Perplexity => Math.Exp(_nll / Count);
-
-        public double ReferencePerplexity => Math.Exp(_nllRef / Count);
-
-        public void Add(float[] reference, float[] candidate, int[] tokens, int vocab)
-        {
-            int n = tokens.Length;
-            for (int i = n / 2; i < n - 1; i++)
-            {
-                var p = LogSoftmax(reference.AsSpan(i * vocab, vocab));
-                var q = LogSoftmax(candidate.AsSpan(i * vocab, vocab));
-                double k = 0;
-                for (int v = 0; v < vocab; v++) k += Math.Exp(p[v]) * (p[v] - q[v]);
-                _kld += k;
-                _nll -= q[tokens[i + 1]];
-                _nllRef -= p[tokens[i + 1]];
-                Count++;
-            }
-        }
-
-        private static double[] LogSoftmax(ReadOnlySpan<float> x)
-        {
-            double max = double.NegativeInfinity;
-            foreach (float v in x) max = Math.Max(max, v);
-            double sum = 0;
-            foreach (float v in x) sum += Math.Exp(v - max);
-            double log = max + Math.Log(sum);
-            var r = new double[x.Length];
-            for (int i = 0; i < x.Length; i++) r[i] = x[i] - log;
-            return r;
-        }
-    }
-
-    private static float[] EngineLogits(Model model, ILinearInputHook? hook, int[] tokens)
-    {
-        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = 1 });
-        using var h = hook is null ? null : engine.AddHook(hook);
-        return engine.CreateSession(tokens.Length).DecodeAll(tokens);
-    }
-
-    private static float[] OrtLogits(string modelPath, int[] tokens)
-    {
-        using var runner = OrtLogitsRunner.Open(modelPath, new OrtLogitsRunnerOptions { Session = OneThread });
-        var logits = new float[tokens.Length * runner.VocabSize];
-        runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), logits);
-        return logits;
     }
 }

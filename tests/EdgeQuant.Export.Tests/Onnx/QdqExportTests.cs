@@ -19,8 +19,6 @@ namespace EdgeQuant.Export.Tests.Onnx;
 /// </summary>
 public sealed class QdqExportTests(ITestOutputHelper output)
 {
-    private static readonly OrtSessionSettings OneThread = new() { IntraOpThreads = 1, InterOpThreads = 1 };
-
     public static TheoryData<string, FixtureSpec, bool, bool> Fixtures => new()
     {
         { "llama gqa2 tied, per channel, uint8", new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 172, Vocab = 300, Seed = 71 }, true, false },
@@ -48,10 +46,10 @@ public sealed class QdqExportTests(ITestOutputHelper output)
         Assert.Equal(biases, lowering.Int32Biases);
 
         var tokens = Numbers.RandomTokens(24, spec.Vocab, seed: 7);
-        var fp32 = EngineLogits(model, null, tokens);
+        var fp32 = QuantLogits.Engine(model, null, tokens);
         using var fq = QdqFakeQuant.Create(model, ranges, options);
-        var fake = EngineLogits(fq.Model, fq.Hook, tokens);
-        var ort = OrtLogits(r.ModelPath, tokens);
+        var fake = QuantLogits.Engine(fq.Model, fq.Hook, tokens);
+        var ort = QuantLogits.Ort(r.ModelPath, tokens);
         double vsFake = Numbers.RelativeL2(ort, fake), vsFp32 = Numbers.RelativeL2(ort, fp32), fakeVsFp32 = Numbers.RelativeL2(fake, fp32);
         output.WriteLine($"{name}: ORT vs fake quant {vsFake:E2}; vs FP32: ORT {vsFp32:E2}, fake quant {fakeVsFp32:E2}");
         Assert.InRange(fakeVsFp32, 1e-4, 0.5);
@@ -95,9 +93,9 @@ public sealed class QdqExportTests(ITestOutputHelper output)
         var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
         Assert.Contains("output", lowering.QuantizedLayers);
         using var fq = QdqFakeQuant.Create(model, ranges, options);
-        var fake = EngineLogits(fq.Model, fq.Hook, tokens);
-        var fp32 = EngineLogits(model, null, tokens);
-        double vsFake = Numbers.RelativeL2(OrtLogits(r.ModelPath, tokens), fake), fakeVsFp32 = Numbers.RelativeL2(fake, fp32);
+        var fake = QuantLogits.Engine(fq.Model, fq.Hook, tokens);
+        var fp32 = QuantLogits.Engine(model, null, tokens);
+        double vsFake = Numbers.RelativeL2(QuantLogits.Ort(r.ModelPath, tokens), fake), fakeVsFp32 = Numbers.RelativeL2(fake, fp32);
         output.WriteLine($"tied head quantized: ORT vs fake quant {vsFake:E2}; fake quant vs FP32 {fakeVsFp32:E2}");
         Assert.InRange(vsFake, 0, fakeVsFp32 / 30);
         // The embedding table itself stays float in the fake model, as in the export.
@@ -176,7 +174,7 @@ public sealed class QdqExportTests(ITestOutputHelper output)
                 using var fq = QdqFakeQuant.Create(source, ranges, options);
                 var fakeEngine = ReferenceEngine.Load(fq.Model, new EngineOptions { Threads = 1 });
                 using var hook = fakeEngine.AddHook(fq.Hook!);
-                using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = OneThread });
+                using var runner = OrtLogitsRunner.Open(r.ModelPath, new OrtLogitsRunnerOptions { Session = QuantLogits.OneThread });
                 var ortStats = new DriftStats();
                 var fakeStats = new DriftStats();
                 for (int c = 0; c < chunks; c++)
@@ -186,8 +184,8 @@ public sealed class QdqExportTests(ITestOutputHelper output)
                     var ort = new float[fake.Length];
                     runner.Reset();
                     runner.Evaluate(t, 0, Enumerable.Range(0, ctx).ToArray(), ort);
-                    ortStats.Add(reference[c], ort, t, model.Config.VocabSize);
-                    fakeStats.Add(reference[c], fake, t, model.Config.VocabSize);
+                    ortStats.AddSecondHalf(reference[c], ort, t, model.Config.VocabSize);
+                    fakeStats.AddSecondHalf(reference[c], fake, t, model.Config.VocabSize);
                 }
                 double ratio = ortStats.MeanKld / fakeStats.MeanKld;
                 output.WriteLine($"| {ActivationRanges.MethodName(method)} | {(alpha is null ? "-" : $"α={alpha}")} | {ortStats.MeanKld:F5} | {fakeStats.MeanKld:F5} | {ratio:F3} | " +
@@ -197,73 +195,5 @@ public sealed class QdqExportTests(ITestOutputHelper output)
             }
         }
         output.WriteLine($"({chunks} chunks of {ctx}, second halves scored; calibration: {calibSequences} × {ctx} other tokens)");
-    }
-
-    /// <summary>KLD(FP32 ‖ candidate), NLL and top-1 agreement over the second half of each chunk, as llama-perplexity scores.</summary>
-    private sealed class DriftStats
-    {
-        private double _kld, _nll, _nllRef;
-        private int _same;
-
-        public int Count { get; private set; }
-
-        public double MeanKld => _kld / Count;
-
-        public double Perplexity => Math.Exp(_nll / Count);
-
-        public double ReferencePerplexity => Math.Exp(_nllRef / Count);
-
-        public double Top1 => (double)_same / Count;
-
-        public void Add(float[] reference, float[] candidate, int[] tokens, int vocab)
-        {
-            int n = tokens.Length;
-            for (int i = n / 2; i < n - 1; i++)
-            {
-                var p = LogSoftmax(reference.AsSpan(i * vocab, vocab));
-                var q = LogSoftmax(candidate.AsSpan(i * vocab, vocab));
-                double k = 0;
-                for (int v = 0; v < vocab; v++) k += Math.Exp(p[v]) * (p[v] - q[v]);
-                _kld += k;
-                _nll -= q[tokens[i + 1]];
-                _nllRef -= p[tokens[i + 1]];
-                if (ArgMax(p) == ArgMax(q)) _same++;
-                Count++;
-            }
-        }
-
-        private static int ArgMax(double[] x)
-        {
-            int best = 0;
-            for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-            return best;
-        }
-
-        private static double[] LogSoftmax(ReadOnlySpan<float> x)
-        {
-            double max = double.NegativeInfinity;
-            foreach (float v in x) max = Math.Max(max, v);
-            double sum = 0;
-            foreach (float v in x) sum += Math.Exp(v - max);
-            double log = max + Math.Log(sum);
-            var r = new double[x.Length];
-            for (int i = 0; i < x.Length; i++) r[i] = x[i] - log;
-            return r;
-        }
-    }
-
-    private static float[] EngineLogits(Model model, ILinearInputHook? hook, int[] tokens)
-    {
-        var engine = ReferenceEngine.Load(model, new EngineOptions { Threads = 1 });
-        using var h = hook is null ? null : engine.AddHook(hook);
-        return engine.CreateSession(tokens.Length).DecodeAll(tokens);
-    }
-
-    private static float[] OrtLogits(string modelPath, int[] tokens)
-    {
-        using var runner = OrtLogitsRunner.Open(modelPath, new OrtLogitsRunnerOptions { Session = OneThread });
-        var logits = new float[tokens.Length * runner.VocabSize];
-        runner.Evaluate(tokens, 0, Enumerable.Range(0, tokens.Length).ToArray(), logits);
-        return logits;
     }
 }
