@@ -1,7 +1,5 @@
-using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using EdgeQuant.Core.Errors;
-using EdgeQuant.Core.Tensors;
 using EdgeQuant.Models;
 
 namespace EdgeQuant.Compression.OnnxQuant;
@@ -50,7 +48,7 @@ public static partial class Int4FakeQuant
         sel.Validate(LinearLayers(model));
         var c = model.Config;
 
-        var replaced = new Dictionary<string, ModelTensor>(StringComparer.Ordinal);
+        var tensors = new FakeQuantTensors(model);
         foreach (var t in model.Tensors)
         {
             if (!t.Name.EndsWith(".weight", StringComparison.Ordinal) || t.Shape.Length != 2) continue;
@@ -81,33 +79,18 @@ public static partial class Int4FakeQuant
                 w = Int4Quantization.QuantizeDequantize(w, rows, cols, options.BlockSize, options.Symmetric, imp, $"{src}: tensor '{t.Name}'");
                 any = true;
             }
-            if (any) replaced[t.Name] = AsF32(t, t.Name, w);
+            if (any) tensors.Replace(t, w);
         }
 
-        var config = c;
-        var extra = new List<ModelTensor>();
         if (sel.Includes("output"))
         {
-            var head = !c.TiedEmbeddings ? model.Find("output.weight") : null;
-            var source = head ?? model.Get("token_embd.weight");
-            if (source.Shape.Length != 2 || source.Shape[0] != c.VocabSize || source.Shape[1] != c.EmbeddingLength)
-                throw new BadInputException($"{src}: tensor '{source.Name}' has shape [{string.Join(", ", source.Shape)}], expected [{c.VocabSize}, {c.EmbeddingLength}]");
+            var source = tensors.LmHeadSource();
             var w = Int4Quantization.QuantizeDequantize(source.ToFloat32(), c.VocabSize, c.EmbeddingLength, options.BlockSize, options.Symmetric,
                 LayerImportance(options, "output", c.EmbeddingLength, src), $"{src}: tensor '{source.Name}' (LM head)");
-            var tensor = AsF32(source, "output.weight", w);
-            if (head is not null) replaced[head.Name] = tensor;
-            else
-            {
-                // A tied head: the exported graph keeps the embedding lookup float and quantizes only the head, so the
-                // engine gets an untied copy.
-                config = c with { TiedEmbeddings = false };
-                if (model.Find("output.weight") is not null) replaced["output.weight"] = tensor;
-                else extra.Add(tensor);
-            }
+            tensors.ReplaceLmHead(source, w);
         }
 
-        var tensors = model.Tensors.Select(t => replaced.GetValueOrDefault(t.Name) ?? t).Concat(extra).ToList();
-        return new FakeQuantization(new Model(config, tensors, model.Tokenizer, model.Provenance, model.Metadata), null);
+        return new FakeQuantization(tensors.Build(), null);
     }
 
     /// <summary>The imatrix values for a layer's weight (GPT-2's split q/k/v share attn_qkv's); null: round to nearest.</summary>
@@ -119,13 +102,4 @@ public static partial class Int4FakeQuant
             throw new BadInputException($"{src}: the importance matrix entry '{hookLayer}.weight' has {imp.Length} values, the layer has {columns} inputs");
         return imp;
     }
-
-    private static ModelTensor AsF32(ModelTensor source, string name, float[] w) => new()
-    {
-        Name = name,
-        Shape = (long[])source.Shape.Clone(),
-        Type = TensorType.F32,
-        SourceName = source.SourceName,
-        Storage = new ArrayTensorStorage(MemoryMarshal.AsBytes(w.AsSpan()).ToArray()),
-    };
 }

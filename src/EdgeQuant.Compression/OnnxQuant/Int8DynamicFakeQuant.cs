@@ -54,7 +54,7 @@ public static partial class Int8DynamicFakeQuant
         sel.Validate(all);
         var c = model.Config;
 
-        var replaced = new Dictionary<string, ModelTensor>(StringComparer.Ordinal);
+        var tensors = new FakeQuantTensors(model);
         foreach (var t in model.Tensors)
         {
             if (t.Shape.Length != 2 || !t.Name.EndsWith(".weight", StringComparison.Ordinal)) continue;
@@ -73,33 +73,19 @@ public static partial class Int8DynamicFakeQuant
                     Quantize(w.AsSpan(i * part * cols, part * cols), part, cols, options, t.Name, src);
             }
             else Quantize(w, rows, cols, options, t.Name, src);
-            replaced[t.Name] = AsF32(t, t.Name, w);
+            tensors.Replace(t, w);
         }
 
-        var config = c;
-        var extra = new List<ModelTensor>();
         if (sel.Includes("output"))
         {
-            var head = !c.TiedEmbeddings ? model.Find("output.weight") : null;
-            var source = head ?? model.Get("token_embd.weight");
-            if (source.Shape.Length != 2 || source.Shape[0] != c.VocabSize || source.Shape[1] != c.EmbeddingLength)
-                throw new BadInputException($"{src}: tensor '{source.Name}' has shape [{string.Join(", ", source.Shape)}], expected [{c.VocabSize}, {c.EmbeddingLength}]");
+            var source = tensors.LmHeadSource();
             var w = source.ToFloat32();
             Quantize(w, c.VocabSize, c.EmbeddingLength, options, source.Name + " (LM head)", src);
-            var tensor = AsF32(source, "output.weight", w);
-            if (head is not null) replaced[head.Name] = tensor;
-            else
-            {
-                // A tied head: the graph keeps the embedding lookup float and quantizes only the head's copy.
-                config = c with { TiedEmbeddings = false };
-                if (model.Find("output.weight") is not null) replaced["output.weight"] = tensor;
-                else extra.Add(tensor);
-            }
+            tensors.ReplaceLmHead(source, w);
         }
 
-        var tensors = model.Tensors.Select(t => replaced.GetValueOrDefault(t.Name) ?? t).Concat(extra).ToList();
         var hooked = all.Where(sel.Includes).ToHashSet(StringComparer.Ordinal);
-        return new FakeQuantization(new Model(config, tensors, model.Tokenizer, model.Provenance, model.Metadata), new InputHook(hooked));
+        return new FakeQuantization(tensors.Build(), new InputHook(hooked));
     }
 
     /// <summary>Replaces <paramref name="w"/> ([rows, cols]) by its dequantized INT8 values.</summary>
@@ -116,15 +102,6 @@ public static partial class Int8DynamicFakeQuant
         }
         q.Dequantize().CopyTo(w);
     }
-
-    private static ModelTensor AsF32(ModelTensor source, string name, float[] w) => new()
-    {
-        Name = name,
-        Shape = (long[])source.Shape.Clone(),
-        Type = TensorType.F32,
-        SourceName = source.SourceName,
-        Storage = new ArrayTensorStorage(MemoryMarshal.AsBytes(w.AsSpan()).ToArray()),
-    };
 
     /// <summary>DynamicQuantizeLinear + dequantize on each selected layer's input, one range per call (micro-batch).</summary>
     private sealed class InputHook(HashSet<string> layers) : ILinearInputHook

@@ -1,6 +1,4 @@
-using System.Runtime.InteropServices;
 using EdgeQuant.Core.Errors;
-using EdgeQuant.Core.Tensors;
 using EdgeQuant.Models;
 using EdgeQuant.Models.Engine;
 
@@ -24,9 +22,7 @@ public static class QdqFakeQuant
         ArgumentNullException.ThrowIfNull(ranges);
         ArgumentNullException.ThrowIfNull(options);
         var c = model.Config;
-        var replaced = new Dictionary<string, ModelTensor>(StringComparer.Ordinal);
-        var added = new List<ModelTensor>();
-        bool untie = false;
+        var tensors = new FakeQuantTensors(model);
         var activations = new Dictionary<string, (QuantParams, QuantRange)>(StringComparer.Ordinal);
 
         foreach (var (hook, weightName) in Linears(model))
@@ -63,21 +59,11 @@ public static class QdqFakeQuant
                 at += rows;
             }
             // A tied LM head gets its own quantized copy; the embedding table stays float, as in the export.
-            if (hook == "output" && weightName != "output.weight")
-            {
-                untie = true;
-                var head = F32("output.weight", source.SourceName, source.Shape, w);
-                if (model.Find("output.weight") is not null) replaced["output.weight"] = head;
-                else added.Add(head);
-            }
-            else replaced[weightName] = F32(weightName, source.SourceName, source.Shape, w);
-            if (biasTensor is not null) replaced[biasTensor.Name] = F32(biasTensor.Name, biasTensor.SourceName, biasTensor.Shape, bias!);
+            if (hook == "output") tensors.ReplaceLmHead(source, w);
+            else tensors.Replace(source, w);
+            if (biasTensor is not null) tensors.Replace(biasTensor, bias!);
         }
-        var tensors = model.Tensors.Select(t => replaced.GetValueOrDefault(t.Name, t)).Concat(added).ToList();
-        // The engine ignores output.weight while the config says tied.
-        var config = untie ? c with { TiedEmbeddings = false } : c;
-        var result = new Model(config, tensors, model.Tokenizer, model.Provenance, model.Metadata);
-        return new FakeQuantization(result, activations.Count == 0 ? null : new ActivationHook(activations));
+        return new FakeQuantization(tensors.Build(), activations.Count == 0 ? null : new ActivationHook(activations));
     }
 
     /// <summary>
@@ -132,15 +118,6 @@ public static class QdqFakeQuant
                 if (model.Find($"blk.{l}.{k}.weight") is not null) yield return ($"blk.{l}.{k}", $"blk.{l}.{k}.weight");
         yield return ("output", !model.Config.TiedEmbeddings && model.Find("output.weight") is not null ? "output.weight" : "token_embd.weight");
     }
-
-    private static ModelTensor F32(string name, string sourceName, long[] shape, float[] data) => new()
-    {
-        Name = name,
-        Shape = (long[])shape.Clone(),
-        Type = TensorType.F32,
-        SourceName = sourceName,
-        Storage = new ArrayTensorStorage(MemoryMarshal.AsBytes(data.AsSpan()).ToArray()),
-    };
 
     private sealed class ActivationHook(Dictionary<string, (QuantParams Params, QuantRange Clip)> layers) : ILinearInputHook
     {
