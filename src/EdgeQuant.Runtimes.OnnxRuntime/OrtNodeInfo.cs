@@ -28,6 +28,12 @@ public sealed class OrtSessionSettings
     /// <summary>When set, ORT writes the graph after optimization to this path (ORT's <c>optimized_model_filepath</c>).</summary>
     public string? OptimizedModelPath { get; init; }
 
+    /// <summary>
+    /// When set, ORT profiles every run and writes a Chrome-trace JSON (one event per operator run) named
+    /// <c>PREFIX_DATE.json</c> when the session is disposed (ORT's <c>enable_profiling</c>).
+    /// </summary>
+    public string? ProfilePrefix { get; init; }
+
     /// <summary>ORT's memory-pattern planning; null keeps ORT's default (on).</summary>
     public bool? MemoryPattern { get; init; }
 

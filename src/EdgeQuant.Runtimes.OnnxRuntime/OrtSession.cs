@@ -116,6 +116,11 @@ public sealed unsafe class OrtSession : IDisposable
                 fixed (byte* path = Utf8Z(Path.GetFullPath(optimized)))
                     OrtStatus.Check(api.SetOptimizedModelFilePath(p, path), "SetOptimizedModelFilePath");
             }
+            if (s.ProfilePrefix is { } profile)
+            {
+                fixed (byte* prefix = Utf8Z(Path.GetFullPath(profile)))
+                    OrtStatus.Check(api.EnableProfiling(p, prefix), "EnableProfiling");
+            }
             return options;
         }
         catch

@@ -48,6 +48,8 @@ internal sealed unsafe class OrtApi
         CreateSessionOptions = (delegate* unmanaged<IntPtr*, IntPtr>)t[10];
         // [11] OrtStatus* SetOptimizedModelFilePath(OrtSessionOptions* options, const ORTCHAR_T* optimized_model_filepath)
         SetOptimizedModelFilePath = (delegate* unmanaged<IntPtr, byte*, IntPtr>)t[11];
+        // [14] OrtStatus* EnableProfiling(OrtSessionOptions* options, const ORTCHAR_T* profile_file_prefix)
+        EnableProfiling = (delegate* unmanaged<IntPtr, byte*, IntPtr>)t[14];
         // [16] OrtStatus* EnableMemPattern(OrtSessionOptions* options)
         EnableMemPattern = (delegate* unmanaged<IntPtr, IntPtr>)t[16];
         // [17] OrtStatus* DisableMemPattern(OrtSessionOptions* options)
@@ -155,6 +157,7 @@ internal sealed unsafe class OrtApi
     public readonly delegate* unmanaged<IntPtr, IntPtr> EnableCpuMemArena;
     public readonly delegate* unmanaged<IntPtr, IntPtr> DisableCpuMemArena;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr> SetSessionLogSeverityLevel;
+    public readonly delegate* unmanaged<IntPtr, byte*, IntPtr> EnableProfiling;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr> SetSessionGraphOptimizationLevel;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr> SetIntraOpNumThreads;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr> SetInterOpNumThreads;

@@ -127,6 +127,29 @@ public sealed class OrtSessionTests
         Assert.Throws<ArgumentException>(() => OrtSession.FromBytes(OrtTestModels.Add(), new OrtSessionSettings { IntraOpThreads = -1 }));
     }
 
+    /// <summary>ProfilePrefix: ORT writes its Chrome-trace JSON when the session closes, one kernel event per node run.</summary>
+    [OnnxRuntimeFact]
+    public void A_profiled_session_writes_one_kernel_event_per_node_run()
+    {
+        using var dir = new TempDir();
+        using (var session = OrtSession.FromBytes(OrtTestModels.Add(), new OrtSessionSettings { IntraOpThreads = 1, ProfilePrefix = dir.File("add") }))
+        {
+            using var x = OrtValue.CreateTensor(new float[] { 1, 2, 3, 4, 5, 6 }, [2, 3]);
+            for (int i = 0; i < 3; i++)
+            {
+                using var result = session.Run(("x", x), ("y", x));
+                Assert.Equal(12f, result["z"].GetTensorData<float>()[5]);
+            }
+        }
+        var file = Assert.Single(Directory.GetFiles(dir.Path, "add_*.json"));
+        using var trace = System.Text.Json.JsonDocument.Parse(File.ReadAllText(file));
+        var kernels = trace.RootElement.EnumerateArray()
+            .Where(e => e.GetProperty("cat").GetString() == "Node" && e.GetProperty("name").GetString()!.EndsWith("_kernel_time", StringComparison.Ordinal))
+            .ToList();
+        Assert.Equal(3, kernels.Count);
+        Assert.All(kernels, k => Assert.Equal("Add", k.GetProperty("args").GetProperty("op_name").GetString()));
+    }
+
     [OnnxRuntimeFact]
     public void Ort_failures_become_one_exception_type_with_the_code_and_message()
     {
