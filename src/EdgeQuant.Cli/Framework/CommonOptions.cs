@@ -10,4 +10,11 @@ public static class CommonOptions
     {
         Description = "Write the report as JSON (snake_case fields) on stdout and nothing else there.",
     };
+
+    /// <summary><c>--attention-blocks N</c> of the ONNX exporters (standard-op attention split into causal query blocks).</summary>
+    public static Option<int?> AttentionBlocks() => new("--attention-blocks")
+    {
+        Description = "ONNX: split standard-op attention into N causal query blocks (1..16, default 4), so a prefill skips most of the masked half of the score matrix; 1: one block.",
+        HelpName = "N",
+    };
 }

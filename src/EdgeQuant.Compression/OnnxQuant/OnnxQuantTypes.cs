@@ -82,7 +82,11 @@ public sealed record Int8DynamicOptions
     /// <summary>7-bit weights, ORT's reduce_range (avoids VPMADDUBSW saturation on CPUs without VNNI).</summary>
     public bool ReduceRange { get; init; }
 
-    public LayerSelection Layers { get; init; } = new();
+    /// <summary>
+    /// Layers quantized. By default every linear layer, the LM head included, as ORT's <c>quantize_dynamic</c> does
+    /// (every MatMul with a constant weight); the other schemes keep the head float by default.
+    /// </summary>
+    public LayerSelection Layers { get; init; } = new(includeLmHead: true);
 }
 
 /// <summary>Options of the static (QDQ) INT8 scheme.</summary>

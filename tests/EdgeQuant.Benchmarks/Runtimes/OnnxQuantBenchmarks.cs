@@ -15,9 +15,10 @@ namespace EdgeQuant.Benchmarks.Runtimes;
 /// a few sequences of the fixture's own random tokens) and int4-weight exports of the same model, each run by ORT with
 /// 2 intra-op threads. Prefill: 512 tokens from an empty cache, logits of the last one (the graph computes the LM head
 /// at every position regardless). Decode: 64 single-token steps through the KV cache after a 64-token prompt.
-/// Contenders run round-robin so they share the background load; speed-ups are over FP32. The int8 schemes are
-/// measured twice: with the LM head FP32 (the default) and quantized too (--quantize-lm-head), because the 49152 × 576
-/// head is a fifth of the prefill FLOPs and stays float otherwise. The F32 GGUF input is generated once into
+/// Contenders run round-robin so they share the background load; speed-ups are over FP32 of the same graph style
+/// (standard attention in 4 query blocks, the default; fused GroupQueryAttention; standard attention in one block).
+/// The int8 schemes are measured twice: with their default LM head (quantized by int8-dynamic, FP32 by int8-static)
+/// and with the other choice, because the 49152 × 576 head is a fifth of the prefill FLOPs. The F32 GGUF input is generated once into
 /// .cache/bench (540 MB; EDGEQUANT_BENCH_CACHE moves it); the ONNX folders are re-exported every run.
 /// </summary>
 public static class OnnxQuantBenchmarks
@@ -52,11 +53,12 @@ public static class OnnxQuantBenchmarks
         var rng = new Random(17);
         var calib = Enumerable.Range(0, CalibSequences).Select(_ => Enumerable.Range(0, CalibLength).Select(_ => rng.Next(3, spec.Vocab)).ToArray()).ToList();
         var withHead = new LayerSelection(includeLmHead: true);
+        var fp32Head = new LayerSelection(includeLmHead: false);
         var variants = new (string Label, OnnxQuantizeOptions? Options)[]
         {
             ("fp32", null),
             ("int8-dynamic", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic }),
-            ("int8-dynamic +head", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, Dynamic = new Int8DynamicOptions { Layers = withHead } }),
+            ("int8-dynamic fp32-head", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, Dynamic = new Int8DynamicOptions { Layers = fp32Head } }),
             ("int8-static minmax", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib }),
             ("int8-static +head", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib, Static = new Int8StaticOptions { Layers = withHead } }),
             ("int4-weight b32", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int4Weight }),
@@ -64,10 +66,22 @@ public static class OnnxQuantBenchmarks
             // with the fused FP32 graph, as a user choosing that graph style would compare them.
             ("fp32 gqa", null),
             ("int8-dynamic gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, FusedAttention = true }),
-            ("int8-dynamic +head gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, Dynamic = new Int8DynamicOptions { Layers = withHead }, FusedAttention = true }),
+            ("int8-dynamic fp32-head gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, Dynamic = new Int8DynamicOptions { Layers = fp32Head }, FusedAttention = true }),
             ("int8-static gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Static, Calibration = calib, FusedAttention = true }),
             ("int4-weight b32 gqa", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int4Weight, FusedAttention = true }),
+            // Standard attention in one block (--attention-blocks 1, the graph before query blocks): the ratio it gives.
+            ("fp32 1-block", null),
+            ("int8-dynamic 1-block", new OnnxQuantizeOptions { Scheme = OnnxQuantScheme.Int8Dynamic, AttentionBlocks = 1 }),
         };
+
+        // EDGEQUANT_BENCH_VARIANTS=label,label keeps only those variants (fp32 always stays: it is the baseline);
+        // EDGEQUANT_BENCH_ORT_PROFILE=DIR writes ORT's per-operator profile of every run there (slows the runs).
+        if (Environment.GetEnvironmentVariable("EDGEQUANT_BENCH_VARIANTS") is { Length: > 0 } only)
+        {
+            var keep = only.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+            variants = variants.Where(v => v.Label == "fp32" || keep.Contains(v.Label)).ToArray();
+        }
+        string? profileDir = Environment.GetEnvironmentVariable("EDGEQUANT_BENCH_ORT_PROFILE") is { Length: > 0 } pd ? Directory.CreateDirectory(pd).FullName : null;
 
         var runners = new List<(string Label, OrtLogitsRunner Runner, long Bytes)>();
         try
@@ -81,7 +95,11 @@ public static class OnnxQuantBenchmarks
                     string path;
                     try
                     {
-                        if (options is null) path = OnnxExporter.Export(model, dir, new OnnxExportOptions { FusedAttention = label.EndsWith(" gqa", StringComparison.Ordinal) }).ModelPath;
+                        if (options is null) path = OnnxExporter.Export(model, dir, new OnnxExportOptions
+                        {
+                            FusedAttention = label.EndsWith(" gqa", StringComparison.Ordinal),
+                            AttentionBlocks = label.EndsWith(" 1-block", StringComparison.Ordinal) ? 1 : OnnxExportOptions.DefaultAttentionBlocks,
+                        }).ModelPath;
                         else path = OnnxQuantizer.Quantize(model, dir, options with { Threads = Environment.ProcessorCount }).ModelPath;
                     }
                     catch (Exception e) when (e is not OutOfMemoryException)
@@ -91,7 +109,11 @@ public static class OnnxQuantBenchmarks
                     }
                     long bytes = Directory.EnumerateFiles(dir, "model.onnx*").Sum(f => new FileInfo(f).Length);
                     Console.WriteLine($"{label,-20} exported in {sw.Elapsed.TotalSeconds,5:F1} s, model {bytes / 1e6,7:F1} MB");
-                    runners.Add((label, OrtLogitsRunner.Open(path, new OrtLogitsRunnerOptions { Session = new OrtSessionSettings { IntraOpThreads = Threads, InterOpThreads = 1 } }), bytes));
+                    runners.Add((label, OrtLogitsRunner.Open(path, new OrtLogitsRunnerOptions { Session = new OrtSessionSettings
+                    {
+                        IntraOpThreads = Threads, InterOpThreads = 1,
+                        ProfilePrefix = profileDir is null ? null : Path.Combine(profileDir, Path.GetFileName(dir)),
+                    } }), bytes));
                 }
             }
             if (runners.Count == 0 || runners[0].Label != "fp32") throw new InvalidOperationException("the FP32 export failed; no baseline");
@@ -112,16 +134,15 @@ public static class OnnxQuantBenchmarks
                 for (int s = 0; s < DecodeSteps; s++) r.Runner.Evaluate(tokens.AsSpan(DecodePrompt + s, 1), DecodePrompt + s, [0], logits);
             })).ToArray(), warmup: 1, minRounds: 3, budgetSeconds: 20);
             // The decode action includes its 64-token prompt; that prompt's own cost is taken out with the prefill rate.
-            int fusedBase = runners.FindIndex(r => r.Label == "fp32 gqa");
             double Step(int i) => Math.Max(1e-9, (decode[i] - prefill[i] * DecodePrompt / PrefillTokens) / DecodeSteps);
             for (int i = 0; i < runners.Count; i++)
             {
-                // Each graph style against its own FP32 graph; fused graphs also against the standard FP32 one.
-                bool fused = runners[i].Label.EndsWith(" gqa", StringComparison.Ordinal) && fusedBase >= 0;
-                int b = fused ? fusedBase : 0;
-                string baseName = fused ? "fp32 gqa" : "fp32";
-                string vsStandard = fused ? $", {prefill[0] / prefill[i]:F2}x fp32" : "";
-                Console.WriteLine($"{runners[i].Label,-24} prefill {PrefillTokens / prefill[i],7:F0} tok/s ({prefill[b] / prefill[i]:F2}x {baseName}{vsStandard})   " +
+                // Each graph style against the FP32 graph of the same style; other styles also against the default FP32 graph.
+                string style = new[] { " gqa", " 1-block" }.FirstOrDefault(x => runners[i].Label.EndsWith(x, StringComparison.Ordinal)) ?? "";
+                int b = Math.Max(0, runners.FindIndex(r => r.Label == "fp32" + style));
+                string baseName = runners[b].Label;
+                string vsStandard = b != 0 ? $", {prefill[0] / prefill[i]:F2}x fp32" : "";
+                Console.WriteLine($"{runners[i].Label,-26} prefill {PrefillTokens / prefill[i],7:F0} tok/s ({prefill[b] / prefill[i]:F2}x {baseName}{vsStandard})   " +
                                   $"decode {1 / Step(i),6:F1} tok/s ({Step(b) / Step(i):F2}x {baseName})   model {runners[i].Bytes / 1e6:F0} MB");
             }
             Console.WriteLine($"target (issue 8): INT8 prefill >= 1.8x FP32; load average at end {Measure.LoadAverage()}");

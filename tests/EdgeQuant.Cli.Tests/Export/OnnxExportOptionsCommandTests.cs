@@ -52,6 +52,8 @@ public sealed class OnnxExportOptionsCommandTests : IDisposable
     [Theory]
     [InlineData("--dtype bf16", "not one of fp32, fp16")]
     [InlineData("--kv-cache --no-kv-cache", "contradict")]
+    [InlineData("--attention-blocks 17", "--attention-blocks: 17 is outside 1..16")]
+    [InlineData("--attention-blocks 2 --fused-attention", "--attention-blocks applies to standard-op attention")]
     public void Bad_onnx_options_exit_2_without_output(string extra, string message)
     {
         var args = new List<string> { "export", "missing-model.gguf", "--format", "onnx", "-o", _dir.File("o") };

@@ -66,15 +66,24 @@ public sealed class OnnxQuantizeCommandTests : IDisposable
         var (report, folder) = Quantize("dyn", "--scheme", "int8-dynamic");
         Assert.Equal("int8-dynamic", report.GetProperty("scheme").GetString());
         Assert.Equal(36, report.GetProperty("linear_layers").GetInt32());
-        Assert.Equal(35, report.GetProperty("quantized_layers").GetInt32());
-        Assert.Equal(new[] { "output" }, report.GetProperty("excluded_layers").EnumerateArray().Select(e => e.GetString()));
+        // Every linear layer, the LM head included, as ORT's quantize_dynamic does.
+        Assert.Equal(36, report.GetProperty("quantized_layers").GetInt32());
+        Assert.Empty(report.GetProperty("excluded_layers").EnumerateArray());
         Assert.True(report.GetProperty("options").GetProperty("per_channel").GetBoolean());
+        Assert.True(report.GetProperty("options").GetProperty("quantize_lm_head").GetBoolean());
         var ops = OpCounts(folder);
-        Assert.True(ops.GetValueOrDefault("MatMulInteger") + ops.GetValueOrDefault("DynamicQuantizeMatMul") + ops.GetValueOrDefault("MatMulIntegerToFloat") >= 35,
+        Assert.True(ops.GetValueOrDefault("MatMulInteger") + ops.GetValueOrDefault("DynamicQuantizeMatMul") + ops.GetValueOrDefault("MatMulIntegerToFloat") >= 36,
             string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}")));
-        Assert.Equal(1, MatMulsLeft(folder)); // the LM head only
+        Assert.Equal(0, MatMulsLeft(folder));
         double ppl = Ppl(Path.Combine(folder, "model.onnx"));
         Assert.True(Math.Abs(ppl / fp32 - 1) < 0.02, $"int8-dynamic PPL {ppl} vs FP32 {fp32}");
+
+        // --quantize-lm-head false keeps the head an FP32 MatMul, and the report says so.
+        var (kept, keptFolder) = Quantize("dyn-head", "--scheme", "int8-dynamic", "--quantize-lm-head", "false");
+        Assert.Equal(35, kept.GetProperty("quantized_layers").GetInt32());
+        Assert.Equal(new[] { "output" }, kept.GetProperty("excluded_layers").EnumerateArray().Select(e => e.GetString()));
+        Assert.False(kept.GetProperty("options").GetProperty("quantize_lm_head").GetBoolean());
+        Assert.Equal(1, MatMulsLeft(keptFolder));
     }
 
     [OnnxRuntimeFact(Stories, Text)]
@@ -220,6 +229,8 @@ public sealed class OnnxQuantizeCommandTests : IDisposable
     [InlineData("--calib-samples needs --calib", "--format", "onnx", "--scheme", "int8-dynamic", "--calib-samples", "4")]
     [InlineData("--imatrix weights int4-weight rounding", "--format", "onnx", "--scheme", "int8-dynamic", "--imatrix", "x.dat")]
     [InlineData("--calib-method: 'kl' is not one of", "--format", "onnx", "--scheme", "int8-static", "--calib-method", "kl", "--calib", "x.txt")]
+    [InlineData("--attention-blocks: 0 is outside 1..16", "--format", "onnx", "--scheme", "int8-dynamic", "--attention-blocks", "0")]
+    [InlineData("--attention-blocks applies to standard-op attention", "--format", "onnx", "--scheme", "int8-dynamic", "--fused-attention", "--attention-blocks", "2")]
     public void Option_combinations_that_make_no_sense_are_refused(string expected, params string[] args) =>
         AssertRefused("o6", expected, args);
 

@@ -73,6 +73,27 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         output.WriteLine($"{name} (GroupQueryAttention): rel. L2 full {full:E2}, through the cache {stepped:E2}");
     }
 
+    /// <summary>
+    /// Standard attention split into N causal query blocks (the default is 4, used by every other test here): one block,
+    /// an uneven split, and more blocks than a piece has tokens (later blocks empty) all give the engine's logits, full
+    /// and through the cache; the graph has one Softmax per layer and block.
+    /// </summary>
+    [OnnxExportTheory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(16)]
+    public void Attention_in_query_blocks_matches_the_engine_for_any_block_count(int blocks)
+    {
+        using var temp = new TempDir("eq-onnx-blocks");
+        var spec = new FixtureSpec { Layers = 2, Embd = 64, Heads = 4, KvHeads = 2, Ffn = 96, Vocab = 300, Seed = 37 };
+        using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
+        var tokens = Numbers.RandomTokens(40, spec.Vocab, seed: 370 + blocks);
+        var (full, stepped) = CompareWithEngine(model, temp.File("onnx"), tokens, new OnnxExportOptions { AttentionBlocks = blocks });
+        var graph = EdgeQuant.Formats.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(temp.File("onnx"), OnnxExporter.ModelFileName)));
+        Assert.Equal(spec.Layers * blocks, graph.Graph.Node.Count(n => n.OpType == "Softmax"));
+        output.WriteLine($"{blocks} block(s): rel. L2 full {full:E2}, through the cache {stepped:E2}");
+    }
+
     [OnnxExportFact("models/stories260K/stories260K.gguf")]
     public void Stories260K_logits_match_the_engine_and_the_folder_is_complete()
     {
@@ -195,6 +216,8 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         Assert.Contains("already exists", Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, existing)).Message);
         Assert.Contains("output is the input", Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, gguf)).Message);
         Assert.Contains("17..21", Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, temp.File("o"), new OnnxExportOptions { Opset = 12 })).Message);
+        Assert.Contains("--attention-blocks: 0 is outside 1..16", Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, temp.File("o"), new OnnxExportOptions { AttentionBlocks = 0 })).Message);
+        Assert.Contains("--attention-blocks: 17 is outside 1..16", Assert.Throws<BadInputException>(() => OnnxExporter.Export(model, temp.File("o"), new OnnxExportOptions { AttentionBlocks = 17 })).Message);
         Assert.False(Directory.Exists(temp.File("o")));
         Assert.Empty(Directory.GetDirectories(temp.Path, ".*.tmp"));
     }

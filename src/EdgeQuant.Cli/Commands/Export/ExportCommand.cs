@@ -31,6 +31,10 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
         if (options.KvCache is null) throw new BadInputException("--kv-cache and --no-kv-cache contradict each other; give one");
         if (format != "onnx" && options.KvCache is false) throw new BadInputException("--no-kv-cache applies to --format onnx");
         if (format != "onnx" && options.FusedAttention) throw new BadInputException("--fused-attention applies to --format onnx");
+        if (format != "onnx" && options.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to --format onnx");
+        if (options.FusedAttention && options.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to standard-op attention, not --fused-attention");
+        if (options.AttentionBlocks is < 1 or > OnnxExportOptions.MaxAttentionBlocks)
+            throw new BadInputException($"--attention-blocks: {options.AttentionBlocks} is outside 1..{OnnxExportOptions.MaxAttentionBlocks}");
         TensorType? outType = options.OutType is null ? null : ExportTypes.Parse(options.OutType);
         // Checked before loading, so a refused output costs nothing; the exporters check again.
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
@@ -49,6 +53,7 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
                     {
                         Overwrite = options.Force, AllowNonFinite = options.AllowNonFinite, TensorWritten = step,
                         WeightType = weightType, KvCache = options.KvCache.Value, FusedAttention = options.FusedAttention,
+                        AttentionBlocks = options.AttentionBlocks ?? OnnxExportOptions.DefaultAttentionBlocks,
                     }, ct);
                 return new ExportReport("onnx", o.Folder, options.ModelPath, o.WeightCount, o.WeightBytes, null, weightType == OnnxWeightType.Float16 ? "F16" : "F32");
             }

@@ -52,6 +52,8 @@ public sealed class ExportCommandDefinition : Command
         Description = "ONNX only: attention as ONNX Runtime's fused com.microsoft GroupQueryAttention (faster prefill; runs only in ONNX Runtime; head_dim a multiple of 16).",
     };
 
+    public Option<int?> AttentionBlocks { get; } = CommonOptions.AttentionBlocks();
+
     public Option<bool> Force { get; } = new("--force")
     {
         Description = "Replace the output if it exists.",
@@ -81,6 +83,7 @@ public sealed class ExportCommandDefinition : Command
         Add(KvCache);
         Add(NoKvCache);
         Add(FusedAttention);
+        Add(AttentionBlocks);
         Add(Force);
         Add(AllowNonFinite);
         Add(Tokenizer);
@@ -96,10 +99,11 @@ public sealed class ExportCommandDefinition : Command
             AllowNonFinite: parseResult.GetValue(AllowNonFinite),
             TokenizerPath: parseResult.GetValue(Tokenizer),
             Json: parseResult.GetValue(Json),
-            FusedAttention: parseResult.GetValue(FusedAttention))));
+            FusedAttention: parseResult.GetValue(FusedAttention),
+            AttentionBlocks: parseResult.GetValue(AttentionBlocks))));
     }
 }
 
 /// <param name="KvCache">True (default, or --kv-cache), false (--no-kv-cache), null when both were given (refused).</param>
 public sealed record ExportOptions(string ModelPath, string Format, string OutputPath, string? OutType, string? Dtype, bool? KvCache, bool Force, bool AllowNonFinite,
-    string? TokenizerPath, bool Json, bool FusedAttention = false);
+    string? TokenizerPath, bool Json, bool FusedAttention = false, int? AttentionBlocks = null);

@@ -5,6 +5,7 @@ using EdgeQuant.Compression.Imatrix;
 using EdgeQuant.Compression.OnnxQuant;
 using EdgeQuant.Core.Errors;
 using EdgeQuant.Export;
+using EdgeQuant.Export.Onnx;
 using EdgeQuant.Export.Onnx.Quant;
 using EdgeQuant.Models.Tokenizers;
 
@@ -39,6 +40,12 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
         var scheme = OnnxQuantizer.ParseScheme(o.Scheme);
         string name = OnnxQuantizer.SchemeName(scheme);
         CheckCombinations(scheme, name, o, given);
+        // ORT's quantize_dynamic quantizes every MatMul with a constant weight, the LM head included; int8-static and
+        // int4-weight keep it float unless asked (the head's outliers cost the most accuracy with calibrated ranges).
+        bool quantizeHead = o.QuantizeLmHead ?? scheme == OnnxQuantScheme.Int8Dynamic;
+        if (o.FusedAttention && o.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to standard-op attention, not --fused-attention");
+        if (o.AttentionBlocks is < 1 or > OnnxExportOptions.MaxAttentionBlocks)
+            throw new BadInputException($"--attention-blocks: {o.AttentionBlocks} is outside 1..{OnnxExportOptions.MaxAttentionBlocks}");
 
         var method = o.CalibMethod is null ? CalibrationMethod.MinMax
             : ActivationRanges.ParseMethod(o.CalibMethod) ?? throw new BadInputException($"--calib-method: '{o.CalibMethod}' is not one of minmax, percentile, entropy, mse");
@@ -58,7 +65,7 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
             CalibrationData.Validate(calibOptions);
             CalibrationData.ResolveFiles(calib); // a missing file, an empty folder or a glob matching nothing: refused now
         }
-        var selection = LayerSelection.Parse(o.Exclude, o.QuantizeLmHead);
+        var selection = LayerSelection.Parse(o.Exclude, quantizeHead);
         if (!File.Exists(options.ModelPath) && !Directory.Exists(options.ModelPath))
             throw new BadInputException($"{options.ModelPath}: no such model file or folder");
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);
@@ -114,6 +121,7 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
                 Overwrite = options.Force,
                 Threads = threads,
                 FusedAttention = o.FusedAttention,
+                AttentionBlocks = o.AttentionBlocks ?? OnnxExportOptions.DefaultAttentionBlocks,
             };
             var tasks = new Dictionary<string, (IProgressTask Task, int Done)>(StringComparer.Ordinal);
             var relay = new Progress(e =>
@@ -133,7 +141,7 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
                     SymmetricActivations: scheme == OnnxQuantScheme.Int8Static ? staticOptions.SymmetricActivations : null,
                     BlockSize: scheme == OnnxQuantScheme.Int4Weight ? quantizeOptions.Int4.BlockSize : null,
                     Symmetric: scheme == OnnxQuantScheme.Int4Weight ? quantizeOptions.Int4.Symmetric : null,
-                    QuantizeLmHead: o.QuantizeLmHead, Exclude: o.Exclude),
+                    QuantizeLmHead: quantizeHead, Exclude: o.Exclude),
                 result.ModelFileBytes, result.FolderBytes, model.ParameterCount, linear, result.Quantized.Count, result.Excluded, o.SmoothAlpha,
                 set is null ? null : new OnnxCalibrationReport(set.Files, set.Sha256, set.Sequences.Count, set.SequenceLength, set.SourceTokens, set.Overlapping, calibOptions.Seed),
                 o.Ranges, result.RangesPath, options.ImatrixPath, Math.Round(result.Elapsed.TotalSeconds, 3));

@@ -185,10 +185,13 @@ public sealed class QuantizeCommandDefinition : Command
         HelpName = "RE",
     };
 
-    public Option<bool> QuantizeLmHead { get; } = new("--quantize-lm-head")
+    public Option<bool?> QuantizeLmHead { get; } = new("--quantize-lm-head")
     {
-        Description = "ONNX: quantize the LM head (output) too; it stays FP32 by default.",
+        Description = "ONNX: quantize the LM head (output) too, or keep it FP32 with '--quantize-lm-head false'. Default: quantized by int8-dynamic (as ORT's quantize_dynamic does), FP32 for int8-static and int4-weight.",
+        HelpName = "true|false",
     };
+
+    public Option<int?> AttentionBlocks { get; } = CommonOptions.AttentionBlocks();
 
     public Option<int?> BlockSize { get; } = new("--block-size")
     {
@@ -238,7 +241,7 @@ public sealed class QuantizeCommandDefinition : Command
         Add(Tokenizer);
         Add(Json);
         Option[] onnx = [Scheme, Calib, CalibField, CalibSamples, CalibSeqLen, Seed, CalibMethod, Percentile, PerChannel, PerTensor,
-            SymmetricActivations, ReduceRange, SmoothAlpha, Exclude, QuantizeLmHead, BlockSize, Asymmetric, RangesOut, Ranges, FusedAttention];
+            SymmetricActivations, ReduceRange, SmoothAlpha, Exclude, QuantizeLmHead, BlockSize, Asymmetric, RangesOut, Ranges, FusedAttention, AttentionBlocks];
         foreach (var o in onnx) Add(o);
         this.SetCommand(parseResult => new QuantizeCommand(context, new QuantizeOptions(
             ModelPath: parseResult.GetRequiredValue(Model),
@@ -279,7 +282,8 @@ public sealed class QuantizeCommandDefinition : Command
                 Asymmetric: parseResult.GetValue(Asymmetric),
                 RangesOut: parseResult.GetValue(RangesOut),
                 Ranges: parseResult.GetValue(Ranges),
-                FusedAttention: parseResult.GetValue(FusedAttention)),
+                FusedAttention: parseResult.GetValue(FusedAttention),
+                AttentionBlocks: parseResult.GetValue(AttentionBlocks)),
         }));
     }
 
@@ -289,7 +293,7 @@ public sealed class QuantizeCommandDefinition : Command
     /// <summary>Options that only --format onnx uses.</summary>
     public static readonly string[] OnnxOnly = ["--scheme", "--calib", "--calib-field", "--calib-samples", "--calib-seq-len", "--seed", "--calib-method",
         "--percentile", "--per-channel", "--per-tensor", "--symmetric-activations", "--reduce-range", "--smooth-alpha", "--exclude", "--quantize-lm-head",
-        "--block-size", "--asymmetric", "--ranges-out", "--ranges", "--fused-attention"];
+        "--block-size", "--asymmetric", "--ranges-out", "--ranges", "--fused-attention", "--attention-blocks"];
 }
 
 public sealed record QuantizeOptions(string ModelPath, string OutputPath, string? Type, string? ImatrixPath, int? Threads, bool Pure,
@@ -308,5 +312,5 @@ public sealed record QuantizeOptions(string ModelPath, string OutputPath, string
 /// <summary>The --format onnx options as given (null: not given, defaults applied by <see cref="OnnxQuantizeCommand"/>).</summary>
 public sealed record OnnxQuantizeCommandOptions(string? Scheme = null, string[]? Calib = null, string? CalibField = null, int? CalibSamples = null,
     int? CalibSeqLen = null, int? Seed = null, string? CalibMethod = null, double? Percentile = null, bool PerChannel = false, bool PerTensor = false,
-    bool SymmetricActivations = false, bool ReduceRange = false, double? SmoothAlpha = null, string? Exclude = null, bool QuantizeLmHead = false,
-    int? BlockSize = null, bool Asymmetric = false, string? RangesOut = null, string? Ranges = null, bool FusedAttention = false);
+    bool SymmetricActivations = false, bool ReduceRange = false, double? SmoothAlpha = null, string? Exclude = null, bool? QuantizeLmHead = null,
+    int? BlockSize = null, bool Asymmetric = false, string? RangesOut = null, string? Ranges = null, bool FusedAttention = false, int? AttentionBlocks = null);

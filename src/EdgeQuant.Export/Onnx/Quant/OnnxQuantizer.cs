@@ -13,6 +13,9 @@ public sealed record OnnxQuantizeOptions
     /// <summary>Attention as ORT's fused GroupQueryAttention (<see cref="OnnxExportOptions.FusedAttention"/>).</summary>
     public bool FusedAttention { get; init; }
 
+    /// <summary>Query blocks of standard-op attention (<see cref="OnnxExportOptions.AttentionBlocks"/>).</summary>
+    public int AttentionBlocks { get; init; } = OnnxExportOptions.DefaultAttentionBlocks;
+
     public OnnxQuantScheme Scheme { get; init; } = OnnxQuantScheme.Int8Dynamic;
 
     public Int8DynamicOptions Dynamic { get; init; } = new();
@@ -247,6 +250,7 @@ public static class OnnxQuantizer
                 AllowNonFinite = options.AllowNonFinite,
                 Linear = counting,
                 FusedAttention = options.FusedAttention,
+                AttentionBlocks = options.AttentionBlocks,
                 TensorWritten = progress is null ? null : (done, total) => progress.Report(new OnnxQuantizeProgress("exporting", done, total)),
             }, cancellationToken);
 
