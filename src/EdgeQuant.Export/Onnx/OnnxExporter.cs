@@ -56,7 +56,8 @@ public sealed record OnnxExportOptions
     /// Standard-op attention splits the new positions into this many query blocks (1..16); block i attends only to the
     /// keys up to its own last position, so a causal prefill computes and normalizes about (n+1)/2n of the score
     /// matrix instead of all of it (with 4 blocks, 0.63×). The result is the same attention up to float rounding;
-    /// 1 gives the single-block graph. Ignored with <see cref="FusedAttention"/>.
+    /// 1 gives the single-block graph. A call with one new position (a decode step) takes the single-block branch of an
+    /// <c>If</c>, so decoding pays nothing for the blocks. Ignored with <see cref="FusedAttention"/>.
     /// </summary>
     public int AttentionBlocks { get; init; } = DefaultAttentionBlocks;
 
@@ -347,6 +348,7 @@ public static class OnnxExporter
         private readonly record struct QueryBlock(string Start, string End, string KeyEnd, string Mask);
 
         private QueryBlock[] _blocks = [];
+        private string? _useBlocks;
 
         /// <summary>
         /// Bounds shared by every layer: block size ⌈seq / n⌉, block i covering new positions [min(i·size, seq),
@@ -358,6 +360,7 @@ public static class OnnxExporter
             var b = _b;
             int n = options.AttentionBlocks;
             if (n == 1) return;
+            _useBlocks = b.Op("Greater", "attn_blocks/use", [seq, b.Int64s([1])]);
             string size = b.Op("Div", "attn_blocks/size", [b.Op("Add", "attn_blocks/size", [seq, b.Int64s([n - 1])]), b.Int64s([n])]);
             _blocks = new QueryBlock[n];
             string start = b.Int64s([0]);
@@ -387,19 +390,25 @@ public static class OnnxExporter
                 return b.Op("MatMul", p + "attn_out" + name, [probs, vs]);
             }
             if (_blocks.Length == 0) return One("", q, keys, values, _mask!);
-            var parts = new string[_blocks.Length];
             string axis2 = b.Int64s([2]), zero = b.Int64s([0]);
-            for (int i = 0; i < _blocks.Length; i++)
+            var blocked = b.Subgraph(p + "attn_blocks", () =>
             {
-                var blk = _blocks[i];
-                bool last = i == _blocks.Length - 1;
-                string tag = $"/block{i}";
-                string qs = b.Op("Slice", p + "attn_q" + tag, [q, blk.Start, blk.End, axis2]);
-                string ks = last ? keys : b.Op("Slice", p + "attn_k" + tag, [keys, zero, blk.KeyEnd, axis2]);
-                string vs = last ? values : b.Op("Slice", p + "attn_v" + tag, [values, zero, blk.KeyEnd, axis2]);
-                parts[i] = One(tag, qs, ks, vs, blk.Mask);
-            }
-            return b.Op("Concat", p + "attn_out", parts, Attr("axis", 2L));
+                var parts = new string[_blocks.Length];
+                for (int i = 0; i < _blocks.Length; i++)
+                {
+                    var blk = _blocks[i];
+                    bool last = i == _blocks.Length - 1;
+                    string tag = $"/block{i}";
+                    string qs = b.Op("Slice", p + "attn_q" + tag, [q, blk.Start, blk.End, axis2]);
+                    string ks = last ? keys : b.Op("Slice", p + "attn_k" + tag, [keys, zero, blk.KeyEnd, axis2]);
+                    string vs = last ? values : b.Op("Slice", p + "attn_v" + tag, [values, zero, blk.KeyEnd, axis2]);
+                    parts[i] = One(tag, qs, ks, vs, blk.Mask);
+                }
+                return [b.Op("Concat", p + "attn_out/blocks", parts, Attr("axis", 2L))];
+            });
+            // One new position: a single block, without the empty blocks' nodes.
+            var single = b.Subgraph(p + "attn_single", () => [One("/single", q, keys, values, _mask!)]);
+            return b.Op("If", p + "attn_out", [_useBlocks!], Attr("then_branch", blocked), Attr("else_branch", single));
         }
 
         private string? _seqlensK, _totalLength, _cosCache, _sinCache;

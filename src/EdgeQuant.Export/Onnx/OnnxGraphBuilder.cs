@@ -26,6 +26,8 @@ public sealed class OnnxGraphBuilder : IDisposable
     private const int ExternalAlignment = 4096;
 
     private readonly GraphProto _graph;
+    // Where Node() appends: the main graph, or the subgraph being built by Subgraph().
+    private Google.Protobuf.Collections.RepeatedField<NodeProto> _nodes;
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly HashSet<string> _nodeNames = new(StringComparer.Ordinal);
@@ -39,6 +41,7 @@ public sealed class OnnxGraphBuilder : IDisposable
     {
         if (opset is < 17 or > 21) throw new ArgumentOutOfRangeException(nameof(opset), opset, "opsets 17..21 are supported");
         _graph = new GraphProto { Name = graphName };
+        _nodes = _graph.Node;
         _opsets[""] = opset;
     }
 
@@ -94,13 +97,13 @@ public sealed class OnnxGraphBuilder : IDisposable
         params AttributeProto[] attributes)
     {
         // ORT refuses two nodes of one name.
-        string nodeName = name ?? (outputs.Count > 0 && outputs[0].Length > 0 ? outputs[0] : $"{opType}_{_graph.Node.Count}");
+        string nodeName = name ?? (outputs.Count > 0 && outputs[0].Length > 0 ? outputs[0] : $"{opType}_{_nodeNames.Count}");
         for (int i = 1; !_nodeNames.Add(nodeName); i++) nodeName = $"{name ?? opType}_{i}";
         var node = new NodeProto { OpType = opType, Name = nodeName, Domain = domain };
         node.Input.AddRange(inputs);
         foreach (var o in outputs) node.Output.Add(o.Length == 0 ? o : Claim(o));
         node.Attribute.AddRange(attributes);
-        _graph.Node.Add(node);
+        _nodes.Add(node);
         return outputs.Count > 0 ? outputs[0] : "";
     }
 
@@ -204,6 +207,30 @@ public sealed class OnnxGraphBuilder : IDisposable
         while (_names.Contains(name)) name = $"{stem}_{++_auto}";
         return name;
     }
+
+    /// <summary>
+    /// A subgraph (an <c>If</c> branch): the nodes <paramref name="body"/> adds go into it, and it outputs the values
+    /// body returns (float tensors, shapes left to inference). Value names stay unique across the model, and
+    /// constants and initializers stay in the main graph, which subgraphs see as outer scope.
+    /// </summary>
+    public GraphProto Subgraph(string name, Func<IReadOnlyList<string>> body)
+    {
+        if (!ReferenceEquals(_nodes, _graph.Node)) throw new InvalidOperationException("subgraphs do not nest here");
+        var g = new GraphProto { Name = name };
+        _nodes = g.Node;
+        try
+        {
+            foreach (var output in body())
+                g.Output.Add(new ValueInfoProto { Name = output, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } });
+        }
+        finally
+        {
+            _nodes = _graph.Node;
+        }
+        return g;
+    }
+
+    public static AttributeProto Attr(string name, GraphProto graph) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Graph, G = graph };
 
     public static AttributeProto Attr(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 

@@ -125,14 +125,14 @@ public static class OnnxQuantBenchmarks
             {
                 r.Runner.Reset();
                 r.Runner.Evaluate(tokens, 0, [PrefillTokens - 1], logits);
-            })).ToArray(), warmup: 1, minRounds: 3, budgetSeconds: 20);
+            })).ToArray(), warmup: 1, minRounds: 5, budgetSeconds: 45);
 
             var decode = Measure.InterleavedMedianSeconds(runners.Select(r => (Action)(() =>
             {
                 r.Runner.Reset();
                 r.Runner.Evaluate(tokens.AsSpan(0, DecodePrompt), 0, [DecodePrompt - 1], logits);
                 for (int s = 0; s < DecodeSteps; s++) r.Runner.Evaluate(tokens.AsSpan(DecodePrompt + s, 1), DecodePrompt + s, [0], logits);
-            })).ToArray(), warmup: 1, minRounds: 3, budgetSeconds: 20);
+            })).ToArray(), warmup: 1, minRounds: 5, budgetSeconds: 45);
             // The decode action includes its 64-token prompt; that prompt's own cost is taken out with the prefill rate.
             double Step(int i) => Math.Max(1e-9, (decode[i] - prefill[i] * DecodePrompt / PrefillTokens) / DecodeSteps);
             for (int i = 0; i < runners.Count; i++)

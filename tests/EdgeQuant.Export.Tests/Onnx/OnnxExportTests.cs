@@ -76,7 +76,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     /// <summary>
     /// Standard attention split into N causal query blocks (the default is 4, used by every other test here): one block,
     /// an uneven split, and more blocks than a piece has tokens (later blocks empty) all give the engine's logits, full
-    /// and through the cache; the graph has one Softmax per layer and block.
+    /// and through the cache (whose single-token steps take the If's single-block branch).
     /// </summary>
     [OnnxExportTheory]
     [InlineData(1)]
@@ -90,7 +90,11 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         var tokens = Numbers.RandomTokens(40, spec.Vocab, seed: 370 + blocks);
         var (full, stepped) = CompareWithEngine(model, temp.File("onnx"), tokens, new OnnxExportOptions { AttentionBlocks = blocks });
         var graph = EdgeQuant.Formats.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(temp.File("onnx"), OnnxExporter.ModelFileName)));
-        Assert.Equal(spec.Layers * blocks, graph.Graph.Node.Count(n => n.OpType == "Softmax"));
+        // Blocks live in an If's then-branch beside a single-block else-branch (taken by one-position calls).
+        static IEnumerable<EdgeQuant.Formats.Onnx.Proto.NodeProto> All(EdgeQuant.Formats.Onnx.Proto.GraphProto g) =>
+            g.Node.Concat(g.Node.SelectMany(n => n.Attribute.Where(a => a.G is not null).SelectMany(a => All(a.G))));
+        Assert.Equal(spec.Layers * (blocks == 1 ? 1 : blocks + 1), All(graph.Graph).Count(n => n.OpType == "Softmax"));
+        Assert.Equal(blocks == 1 ? 0 : spec.Layers, graph.Graph.Node.Count(n => n.OpType == "If"));
         output.WriteLine($"{blocks} block(s): rel. L2 full {full:E2}, through the cache {stepped:E2}");
     }
 
