@@ -154,14 +154,23 @@ public sealed class MatMulNBitsTests(ITestOutputHelper output)
 
     [OnnxExportTheory]
     [MemberData(nameof(Fixtures))]
-    public void Exported_fixture_runs_matmulnbits_in_ort_and_matches_the_fake_quantized_engine(string name, FixtureSpec spec, int block, bool symmetric)
+    public void Exported_fixture_runs_matmulnbits_in_ort_and_matches_the_fake_quantized_engine(string name, FixtureSpec spec, int block, bool symmetric) =>
+        CompareWithFakeQuant(name, spec, block, symmetric, fusedAttention: false);
+
+    /// <summary>The same with attention as ORT's GroupQueryAttention (--fused-attention): the MatMulNBits lowering is unchanged.</summary>
+    [OnnxExportTheory]
+    [MemberData(nameof(Fixtures))]
+    public void Fixture_with_fused_attention_runs_matmulnbits_and_matches_the_fake_quantized_engine(string name, FixtureSpec spec, int block, bool symmetric) =>
+        CompareWithFakeQuant(name + ", fused attention", spec, block, symmetric, fusedAttention: true);
+
+    private void CompareWithFakeQuant(string name, FixtureSpec spec, int block, bool symmetric, bool fusedAttention)
     {
         using var temp = new TempDir("eq-nbits");
         using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
         bool head = name.Contains("head included");
         var options = new Int4WeightOptions { BlockSize = block, Symmetric = symmetric, Layers = new LayerSelection(includeLmHead: head) };
         var lowering = new MatMulNBitsLowering(options);
-        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering, FusedAttention = fusedAttention });
         OnnxChecker.Check(r.ModelPath);
         int perBlock = spec.Arch == FixtureArch.Gpt2 ? 6 : 7;
         Assert.Equal(spec.Layers * perBlock + (head ? 1 : 0), lowering.QuantizedLayers.Count);

@@ -30,7 +30,16 @@ public sealed class QdqExportTests(ITestOutputHelper output)
 
     [OnnxExportTheory]
     [MemberData(nameof(Fixtures))]
-    public void Fixture_logits_match_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel, bool symmetric)
+    public void Fixture_logits_match_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel, bool symmetric) =>
+        CompareWithFakeQuant(name, spec, perChannel, symmetric, fusedAttention: false);
+
+    /// <summary>The same with attention as ORT's GroupQueryAttention (--fused-attention): the QDQ lowering is unchanged.</summary>
+    [OnnxExportTheory]
+    [MemberData(nameof(Fixtures))]
+    public void Fixture_with_fused_attention_matches_the_fake_quant_engine(string name, FixtureSpec spec, bool perChannel, bool symmetric) =>
+        CompareWithFakeQuant(name + ", fused attention", spec, perChannel, symmetric, fusedAttention: true);
+
+    private void CompareWithFakeQuant(string name, FixtureSpec spec, bool perChannel, bool symmetric, bool fusedAttention)
     {
         using var temp = new TempDir("eq-qdq");
         using var model = ModelLoader.Load(FixtureMaker.Write(spec, temp.Path, FixtureFormats.Gguf).GgufPath!);
@@ -38,7 +47,7 @@ public sealed class QdqExportTests(ITestOutputHelper output)
         var calib = Enumerable.Range(0, 3).Select(s => Numbers.RandomTokens(32, spec.Vocab, seed: 100 + s)).ToList();
         var ranges = ActivationCalibrator.Collect(model, calib, options, 1, null, CancellationToken.None);
         var lowering = new QdqLowering(ranges, options);
-        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering });
+        var r = OnnxExporter.Export(model, temp.File("onnx"), new OnnxExportOptions { Linear = lowering, FusedAttention = fusedAttention });
         OnnxChecker.Check(r.ModelPath);
         int perBlock = spec.Arch == FixtureArch.Gpt2 ? 6 : 7;
         Assert.Equal(spec.Layers * perBlock, lowering.QuantizedLayers.Count);
