@@ -71,18 +71,35 @@ public static class StructuredPlanner
 
     /// <summary>
     /// <see cref="Uniform(ModelConfig, StructuredImportance, StructuredMethod, double)"/> for several unit kinds at once:
-    /// each removes the same share of its units.
+    /// each removes the same share of its units. With <paramref name="channelMultiple"/> above 1, each layer keeps the
+    /// multiple of it nearest to the FFN width the share leaves (at least one multiple; llama.cpp's and ORT's kernels run
+    /// odd widths far slower, e.g. 1,277 channels 0.74× dense against 1,280 at 1.12×).
     /// </summary>
-    public static StructuredPlan Uniform(ModelConfig c, StructuredImportance importance, IReadOnlyCollection<StructuredMethod> methods, double sparsity)
+    public static StructuredPlan Uniform(ModelConfig c, StructuredImportance importance, IReadOnlyCollection<StructuredMethod> methods, double sparsity,
+        int channelMultiple = 1)
     {
         ArgumentNullException.ThrowIfNull(c);
         ArgumentNullException.ThrowIfNull(methods);
         SparsityRule.Check(sparsity);
         if (methods.Count == 0) throw new BadInputException("structured pruning needs at least one of heads, channels, layers");
+        if (channelMultiple < 1) throw new BadInputException($"--channel-multiple: {channelMultiple} must be positive");
         var groups = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Heads) ? (int)SparsityRule.PrunedUpTo(sparsity, c.KvHeadsIn(l)) : 0).ToArray();
-        var channels = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Channels) ? (int)SparsityRule.PrunedUpTo(sparsity, c.FeedForwardIn(l)) : 0).ToArray();
+        var channels = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Channels)
+            ? AlignedRemoval(c.FeedForwardIn(l), (int)SparsityRule.PrunedUpTo(sparsity, c.FeedForwardIn(l)), channelMultiple, l) : 0).ToArray();
         int layers = methods.Contains(StructuredMethod.Layers) ? (int)SparsityRule.PrunedUpTo(sparsity, c.BlockCount) : 0;
         return Combine(c, importance, groups, channels, layers, sparsity);
+    }
+
+    /// <summary>Channels to remove so the kept width is the multiple of <paramref name="multiple"/> nearest to ff − removed.</summary>
+    internal static int AlignedRemoval(int ff, int removed, int multiple, int layer)
+    {
+        if (multiple == 1) return removed;
+        if (multiple >= ff)
+            throw new BadInputException($"--channel-multiple {multiple} is not below layer {layer}'s FFN width {ff}");
+        int kept = ff - removed;
+        int aligned = (int)Math.Round((double)kept / multiple, MidpointRounding.AwayFromZero) * multiple;
+        aligned = Math.Clamp(aligned, multiple, ff / multiple * multiple);
+        return ff - aligned;
     }
 
     /// <summary>

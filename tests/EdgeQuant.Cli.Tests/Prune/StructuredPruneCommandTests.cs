@@ -49,6 +49,33 @@ public sealed class StructuredPruneCommandTests : IDisposable
             l.GetProperty("feed_forward").GetInt32(), l.GetProperty("source_feed_forward").GetInt32())));
     }
 
+    /// <summary>--channel-multiple: 25 % of 172 channels leaves 129, kept as 128 (the nearest multiple of 32) in every layer.</summary>
+    [SharedDataFact(Stories, Text)]
+    public void A_channel_multiple_keeps_aligned_ffn_widths_and_is_refused_elsewhere()
+    {
+        string stories = SharedData.Require(Stories), text = SharedData.Require(Text), output = _dir.File("c.gguf");
+        var r = CliRunner.Run("prune", stories, "-o", output, "--method", "channels", "--sparsity", "0.25", "--channel-multiple", "32", "--calib", text,
+            "--calib-samples", "4", "--calib-seq-len", "128", "--threads", "2", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using (var written = ModelLoader.Load(output)) Assert.Equal(128, written.Config.FeedForwardLength);
+        using (var doc = JsonDocument.Parse(r.StdOut))
+            Assert.All(doc.RootElement.GetProperty("layers").EnumerateArray(), l => Assert.Equal(128, l.GetProperty("feed_forward").GetInt32()));
+
+        foreach (var args in new[]
+        {
+            new[] { "--method", "heads", "--sparsity", "0.25", "--channel-multiple", "32", "--calib", text },
+            ["--method", "magnitude", "--sparsity", "0.5", "--channel-multiple", "32"],
+            ["--method", "channels", "--sparsity", "0.25", "--channel-multiple", "0", "--calib", text],
+        })
+        {
+            string refusedOut = _dir.File("refused.gguf");
+            var refused = CliRunner.Run(["prune", stories, "-o", refusedOut, .. args]);
+            Assert.True(refused.ExitCode == 2, refused.ToString());
+            Assert.Contains("--channel-multiple", refused.StdErr);
+            Assert.False(File.Exists(refusedOut));
+        }
+    }
+
     [SharedDataFact(Stories, Text)]
     public void Layers_to_onnx_with_a_text_summary()
     {

@@ -139,6 +139,22 @@ public class StructuredImportanceTests(ITestOutputHelper output)
             double maxRemoved = Enumerable.Range(0, 172).Except(channels.Layers[l].Channels).Max(j => imp.Channels[l][j]);
             Assert.True(channels.Layers[l].Channels.All(j => imp.Channels[l][j] >= maxRemoved));
         }
+        // A channel multiple keeps the nearest multiple of it (172 · 0.75 = 129 → 128; 172 · 0.5 = 86 → 96 with 32),
+        // still the most important channels; a multiple not below the width is refused.
+        StructuredMethod[] channelsOnly = [StructuredMethod.Channels];
+        Assert.All(StructuredPlanner.Uniform(c, imp, channelsOnly, 0.25, channelMultiple: 64).Layers, p => Assert.Equal(128, p.Channels.Length));
+        Assert.All(StructuredPlanner.Uniform(c, imp, channelsOnly, 0.5, channelMultiple: 32).Layers, p => Assert.Equal(96, p.Channels.Length));
+        Assert.All(StructuredPlanner.Uniform(c, imp, channelsOnly, 0.9, channelMultiple: 64).Layers, p => Assert.Equal(64, p.Channels.Length));
+        Assert.All(StructuredPlanner.Uniform(c, imp, channelsOnly, 0.5, channelMultiple: 1).Layers, p => Assert.Equal(86, p.Channels.Length));
+        var aligned64 = StructuredPlanner.Uniform(c, imp, channelsOnly, 0.25, channelMultiple: 64);
+        for (int l = 0; l < c.BlockCount; l++)
+        {
+            double maxRemoved = Enumerable.Range(0, 172).Except(aligned64.Layers[l].Channels).Max(j => imp.Channels[l][j]);
+            Assert.True(aligned64.Layers[l].Channels.All(j => imp.Channels[l][j] >= maxRemoved));
+        }
+        Assert.Contains("--channel-multiple 172 is not below layer 0's FFN width 172",
+            Assert.Throws<BadInputException>(() => StructuredPlanner.Uniform(c, imp, channelsOnly, 0.5, channelMultiple: 172)).Message);
+
         var layers = StructuredPlanner.Uniform(c, imp, StructuredMethod.Layers, 0.4);
         Assert.Equal(3, layers.KeptLayers);
         var gone = Enumerable.Range(0, c.BlockCount).Where(l => !layers.Layers[l].Keep).ToArray();

@@ -37,6 +37,11 @@ public sealed partial class PruneCommand
         if (options.Sparsity is not { } sparsity)
             throw new BadInputException($"--method {method} needs --sparsity S: the share of each layer's {string.Join("/", units.Select(UnitName))} to remove");
         SparsityRule.Check(sparsity);
+        if (options.ChannelMultiple is { } cm)
+        {
+            if (!units.Contains(StructuredMethod.Channels)) throw new BadInputException($"--channel-multiple applies to --method channels, not --method {method}");
+            if (cm < 1) throw new BadInputException($"--channel-multiple: {cm} must be positive");
+        }
         if (options.Calib.Length == 0)
             throw new BadInputException($"--method {method} needs calibration text to rank the units: pass --calib FILE");
         foreach (var f in options.Calib)
@@ -76,7 +81,7 @@ public sealed partial class PruneCommand
                 calibrating.Increment(1);
             }), ct);
             // A plan that would empty a layer is refused here, before anything is written.
-            var plan = StructuredPlanner.Uniform(model.Config, importance, units, sparsity);
+            var plan = StructuredPlanner.Uniform(model.Config, importance, units, sparsity, options.ChannelMultiple ?? 1);
             var pruned = StructuredPruner.Apply(model, plan);
             var writing = progress.AddTask($"writing {format}", 1);
             var (written, bytes) = WriteOutput(pruned, format, writing, ct);

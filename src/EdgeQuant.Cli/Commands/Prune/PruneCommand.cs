@@ -27,9 +27,12 @@ public sealed partial class PruneCommand(CliContext context, PruneCommandOptions
 
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
+        bool structured = StructuredPlanner.TryParseMethods(options.Method, out var units);
+        if (options.ChannelMultiple is not null && (options.Sensitivity is { Active: true } || !structured))
+            throw new BadInputException("--channel-multiple applies to --method channels with --sparsity");
         if (options.Sensitivity is { Active: true } sensitivity) return await ExecuteSensitivityAsync(sensitivity, cancellationToken);
         if (string.IsNullOrEmpty(options.OutputPath)) throw new BadInputException("-o/--output OUT is required (where to write the pruned model)");
-        if (StructuredPlanner.TryParseMethods(options.Method, out var units))
+        if (structured)
         {
             if (options.Sequential) throw new BadInputException($"--sequential applies to wanda and sparsegpt, not --method {options.Method}");
             return await ExecuteStructuredAsync(units, cancellationToken);

@@ -127,6 +127,12 @@ public sealed class PruneCommandDefinition : Command
         Description = "--plan auto: keep every layer at the same number of heads and FFN channels (a standard config) instead of per-layer widths.",
     };
 
+    public Option<int?> ChannelMultiple { get; } = new("--channel-multiple")
+    {
+        Description = "channels with --sparsity: keep in each layer the multiple of N nearest to the FFN width the share leaves (e.g. 64; odd widths run slower in llama.cpp and ORT). Default 1: exactly the share.",
+        HelpName = "N",
+    };
+
     public Option<bool> Json { get; } = CommonOptions.Json();
 
     public PruneCommandDefinition(CliContext context)
@@ -152,6 +158,7 @@ public sealed class PruneCommandDefinition : Command
         Add(TargetParams);
         Add(SensitivityReport);
         Add(Uniform);
+        Add(ChannelMultiple);
         Add(Json);
         this.SetCommand(parseResult => new PruneCommand(context, new PruneCommandOptions(
             ModelPath: parseResult.GetRequiredValue(Model),
@@ -172,10 +179,11 @@ public sealed class PruneCommandDefinition : Command
             Sensitivity: new PruneSensitivityOptions(parseResult.GetValue(Sensitivity), parseResult.GetValue(Plan), parseResult.GetValue(TargetParams),
                 parseResult.GetValue(SensitivityReport), parseResult.GetValue(Uniform),
                 Options.Where(o => parseResult.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal)),
-            Sequential: parseResult.GetValue(Sequential))));
+            Sequential: parseResult.GetValue(Sequential),
+            ChannelMultiple: parseResult.GetValue(ChannelMultiple))));
     }
 }
 
 public sealed record PruneCommandOptions(string ModelPath, string OutputPath, string Method, double? Sparsity, string? Pattern, string[] Calib,
     int CalibSamples, int? CalibSeqLen, string? Exclude, bool Global, string Format, int? Threads, bool Force, string? TokenizerPath, bool Json,
-    PruneSensitivityOptions? Sensitivity = null, bool Sequential = false);
+    PruneSensitivityOptions? Sensitivity = null, bool Sequential = false, int? ChannelMultiple = null);
