@@ -62,6 +62,17 @@ public sealed record OnnxExportOptions
     public int AttentionBlocks { get; init; } = DefaultAttentionBlocks;
 
     public const int DefaultAttentionBlocks = 4, MaxAttentionBlocks = 16;
+
+    /// <summary>
+    /// Refuses a block count outside 1..<see cref="MaxAttentionBlocks"/>, or one given together with fused attention
+    /// (<paramref name="blocks"/> null: not given).
+    /// </summary>
+    public static void CheckAttentionBlocks(int? blocks, bool fusedAttention)
+    {
+        if (blocks is null) return;
+        if (fusedAttention) throw new BadInputException("--attention-blocks applies to standard-op attention, not --fused-attention");
+        if (blocks is < 1 or > MaxAttentionBlocks) throw new BadInputException($"--attention-blocks: {blocks} is outside 1..{MaxAttentionBlocks}");
+    }
 }
 
 /// <param name="Folder">The output folder.</param>
@@ -89,8 +100,8 @@ public static class OnnxExporter
     {
         options ??= new OnnxExportOptions();
         if (options.Opset is < 17 or > 21) throw new BadInputException($"--opset: {options.Opset} is outside 17..21");
-        if (options.AttentionBlocks is < 1 or > OnnxExportOptions.MaxAttentionBlocks)
-            throw new BadInputException($"--attention-blocks: {options.AttentionBlocks} is outside 1..{OnnxExportOptions.MaxAttentionBlocks}");
+        // The default count is always set, so only its range is checked here (fused attention ignores it).
+        OnnxExportOptions.CheckAttentionBlocks(options.AttentionBlocks, fusedAttention: false);
         var c = model.Config;
         string src = model.Provenance.SourcePath;
         if (c.Architecture is not (Architecture.Llama or Architecture.Qwen2 or Architecture.Gpt2))
@@ -352,8 +363,9 @@ public static class OnnxExporter
 
         /// <summary>
         /// Bounds shared by every layer: block size ⌈seq / n⌉, block i covering new positions [min(i·size, seq),
-        /// min((i+1)·size, seq)) and keys [0, past + its end). Short inputs (a decode step) leave the later blocks empty,
-        /// which every op involved accepts. The last block sees every key, so it slices neither keys nor mask columns.
+        /// min((i+1)·size, seq)) and keys [0, past + its end). Inputs shorter than n positions leave the later blocks
+        /// empty, which every op involved accepts (a single position takes the If's single-block branch instead). The
+        /// last block sees every key, so it slices neither keys nor mask columns.
         /// </summary>
         private void BuildQueryBlocks(string seq, string past)
         {

@@ -32,9 +32,7 @@ public sealed class ExportCommand(CliContext context, ExportOptions options) : I
         if (format != "onnx" && options.KvCache is false) throw new BadInputException("--no-kv-cache applies to --format onnx");
         if (format != "onnx" && options.FusedAttention) throw new BadInputException("--fused-attention applies to --format onnx");
         if (format != "onnx" && options.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to --format onnx");
-        if (options.FusedAttention && options.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to standard-op attention, not --fused-attention");
-        if (options.AttentionBlocks is < 1 or > OnnxExportOptions.MaxAttentionBlocks)
-            throw new BadInputException($"--attention-blocks: {options.AttentionBlocks} is outside 1..{OnnxExportOptions.MaxAttentionBlocks}");
+        OnnxExportOptions.CheckAttentionBlocks(options.AttentionBlocks, options.FusedAttention);
         TensorType? outType = options.OutType is null ? null : ExportTypes.Parse(options.OutType);
         // Checked before loading, so a refused output costs nothing; the exporters check again.
         ExportPaths.CheckOutput(options.ModelPath, options.OutputPath, options.Force);

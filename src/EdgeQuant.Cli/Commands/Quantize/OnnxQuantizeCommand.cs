@@ -40,12 +40,15 @@ public sealed class OnnxQuantizeCommand(CliContext context, QuantizeOptions opti
         var scheme = OnnxQuantizer.ParseScheme(o.Scheme);
         string name = OnnxQuantizer.SchemeName(scheme);
         CheckCombinations(scheme, name, o, given);
-        // ORT's quantize_dynamic quantizes every MatMul with a constant weight, the LM head included; int8-static and
-        // int4-weight keep it float unless asked (the head's outliers cost the most accuracy with calibrated ranges).
-        bool quantizeHead = o.QuantizeLmHead ?? scheme == OnnxQuantScheme.Int8Dynamic;
-        if (o.FusedAttention && o.AttentionBlocks is not null) throw new BadInputException("--attention-blocks applies to standard-op attention, not --fused-attention");
-        if (o.AttentionBlocks is < 1 or > OnnxExportOptions.MaxAttentionBlocks)
-            throw new BadInputException($"--attention-blocks: {o.AttentionBlocks} is outside 1..{OnnxExportOptions.MaxAttentionBlocks}");
+        // Not given: the scheme's library default (int8-dynamic quantizes the head as ORT's quantize_dynamic does;
+        // int8-static and int4-weight keep it float).
+        bool quantizeHead = o.QuantizeLmHead ?? scheme switch
+        {
+            OnnxQuantScheme.Int8Dynamic => new Int8DynamicOptions().Layers.IncludeLmHead,
+            OnnxQuantScheme.Int8Static => new Int8StaticOptions().Layers.IncludeLmHead,
+            _ => new Int4WeightOptions().Layers.IncludeLmHead,
+        };
+        OnnxExportOptions.CheckAttentionBlocks(o.AttentionBlocks, o.FusedAttention);
 
         var method = o.CalibMethod is null ? CalibrationMethod.MinMax
             : ActivationRanges.ParseMethod(o.CalibMethod) ?? throw new BadInputException($"--calib-method: '{o.CalibMethod}' is not one of minmax, percentile, entropy, mse");
