@@ -82,12 +82,18 @@ public static class StructuredPlanner
         ArgumentNullException.ThrowIfNull(methods);
         SparsityRule.Check(sparsity);
         if (methods.Count == 0) throw new BadInputException("structured pruning needs at least one of heads, channels, layers");
-        if (channelMultiple < 1) throw new BadInputException($"--channel-multiple: {channelMultiple} must be positive");
+        CheckChannelMultiple(channelMultiple);
         var groups = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Heads) ? (int)SparsityRule.PrunedUpTo(sparsity, c.KvHeadsIn(l)) : 0).ToArray();
         var channels = Enumerable.Range(0, c.BlockCount).Select(l => methods.Contains(StructuredMethod.Channels)
             ? AlignedRemoval(c.FeedForwardIn(l), (int)SparsityRule.PrunedUpTo(sparsity, c.FeedForwardIn(l)), channelMultiple, l) : 0).ToArray();
         int layers = methods.Contains(StructuredMethod.Layers) ? (int)SparsityRule.PrunedUpTo(sparsity, c.BlockCount) : 0;
         return Combine(c, importance, groups, channels, layers, sparsity);
+    }
+
+    /// <summary>Refuses a channel multiple below 1 (the widths it could not fit are refused per layer when planning).</summary>
+    public static void CheckChannelMultiple(int channelMultiple)
+    {
+        if (channelMultiple < 1) throw new BadInputException($"--channel-multiple: {channelMultiple} must be positive");
     }
 
     /// <summary>Channels to remove so the kept width is the multiple of <paramref name="multiple"/> nearest to ff − removed.</summary>

@@ -40,7 +40,7 @@ public sealed partial class PruneCommand
         if (options.ChannelMultiple is { } cm)
         {
             if (!units.Contains(StructuredMethod.Channels)) throw new BadInputException($"--channel-multiple applies to --method channels, not --method {method}");
-            if (cm < 1) throw new BadInputException($"--channel-multiple: {cm} must be positive");
+            StructuredPlanner.CheckChannelMultiple(cm);
         }
         if (options.Calib.Length == 0)
             throw new BadInputException($"--method {method} needs calibration text to rank the units: pass --calib FILE");
